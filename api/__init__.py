@@ -1,0 +1,1 @@
+"""The REST API (FastAPI).  Handlers parse, call one use case in ``core.services``, render."""

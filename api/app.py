@@ -1,0 +1,88 @@
+"""The FastAPI application: routers, middleware and the error contract.
+
+Every refusal is a JSON ``{"detail": ...}`` with a 4xx status naming the
+problem; unexpected errors are logged with a request id and answered 500
+without internals.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from api.limits import BodySizeLimit
+from api.metrics import observe
+from api.routes import admin, auth, health, jobs, tenants
+from core.db.repository import InvalidCursor
+from core.scenario import ScenarioError
+from core.services.errors import ServiceError
+from core.settings import get_settings
+from workers.logging_setup import configure_logging
+
+log = logging.getLogger("api")
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="sumo-k8",
+        version="0.1.0",
+        description="Runs Eclipse SUMO scenarios for tenants, on this machine or as Kubernetes Jobs.",
+    )
+    for router in (auth.router, jobs.router, tenants.router, admin.router, health.router):
+        app.include_router(router)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(ScenarioError)
+    async def scenario_error(_: Request, exc: ScenarioError):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(InvalidCursor)
+    async def invalid_cursor(_: Request, exc: InvalidCursor):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError):
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc']}: {e['msg']}" for e in errors)
+        return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        request_id = getattr(request.state, "request_id", "-")
+        log.exception("request %s %s %s failed", request_id, request.method, request.url.path)
+        return JSONResponse({"detail": "internal error", "request_id": request_id}, status_code=500)
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        observe(request.method, getattr(route, "path", "unmatched"), response.status_code, started)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_file_size_mb * 1024 * 1024)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,73 @@
+"""Prometheus metrics.
+
+HTTP latency is observed per request (aggregated across uvicorn workers
+when ``PROMETHEUS_MULTIPROC_DIR`` is set).  Job counts, queue depths and
+admission latency are read from PostgreSQL and Redis at scrape time, so
+every API process reports the same truth without shared state.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import sqlalchemy as sa
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from core.db.tables import jobs
+from core.services import queries
+
+HTTP_LATENCY = Histogram(
+    "sumo_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def observe(method: str, route: str, status: int, started: float) -> None:
+    HTTP_LATENCY.labels(method, route, str(status)).observe(time.perf_counter() - started)
+
+
+def _state_metrics(ctx) -> list:
+    by_status = GaugeMetricFamily("sumo_jobs", "Jobs by status", labels=["status"])
+    with ctx.uow() as uow:
+        for status, n in uow.jobs.counts_by_status().items():
+            by_status.add_metric([status], n)
+        row = uow.conn.execute(
+            sa.select(
+                sa.func.percentile_cont(0.5).within_group(sa.func.extract("epoch", jobs.c.admitted_at - jobs.c.submitted_at)),
+                sa.func.percentile_cont(0.99).within_group(sa.func.extract("epoch", jobs.c.admitted_at - jobs.c.submitted_at)),
+            ).where(jobs.c.admitted_at >= sa.func.now() - sa.text("interval '1 hour'"))
+        ).one()
+    latency = GaugeMetricFamily(
+        "sumo_admission_latency_seconds", "Submission to admission over the last hour", labels=["quantile"]
+    )
+    for q, value in zip(("0.5", "0.99"), row):
+        if value is not None:
+            latency.add_metric([q], float(value))
+    depth = GaugeMetricFamily("sumo_queue_depth", "Messages waiting in each Dramatiq queue", labels=["queue", "kind"])
+    for q in queries.queues(ctx):
+        for kind in ("ready", "in_flight", "delayed", "dead_lettered"):
+            depth.add_metric([q["queue"], kind], q[kind])
+    return [by_status, latency, depth]
+
+
+class _StateCollector:
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+
+    def collect(self):
+        yield from _state_metrics(self.ctx)
+
+
+def render_metrics(ctx) -> tuple[bytes, str]:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(HTTP_LATENCY)
+    registry.register(_StateCollector(ctx))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,182 @@
+"""Jobs of the calling tenant (``/jobs``): submit, poll, list, cancel, logs, results."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
+from sse_starlette.sse import EventSourceResponse
+
+from api.deps import Caller, context, tenant_only
+from api.schemas import Job, JobAccepted, JobList, JobLogs, Results, job_json
+from core.domain.states import JobStatus
+from core.services import lifecycle, logs, queries, submission
+from core.services.context import Context
+from core.storage.base import ObjectNotFound
+
+router = APIRouter(tags=["jobs"])
+STREAM_POLL_SECONDS = 0.25
+STATUS_VALUES = "|".join(s.value for s in JobStatus)
+
+
+@router.post("/jobs", status_code=202, response_model=JobAccepted)
+async def submit_job(
+    scenario_id: str = Form(..., min_length=1, max_length=200),
+    cpu_request: int = Form(..., ge=1, le=1000),
+    memory_gi: int = Form(..., ge=1, le=10_000),
+    sumo_files: UploadFile = File(..., description="ZIP archive with the scenario and its .sumocfg"),
+    config_file: str | None = Form(None, max_length=500, description="Which .sumocfg to run when there are several"),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
+    caller: Caller = Depends(tenant_only),
+    ctx: Context = Depends(context),
+):
+    request = submission.Submission(scenario_id, cpu_request, memory_gi, config_file or None, idempotency_key or None)
+
+    def store_and_submit():
+        with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+            shutil.copyfileobj(sumo_files.file, tmp, 1024 * 1024)
+            tmp.flush()
+            return submission.submit(ctx, caller.tenant, Path(tmp.name), request)
+
+    row, created = await run_in_threadpool(store_and_submit)
+    body = {"job_id": str(row["job_id"]), "status": row["status"] if not created else JobStatus.QUEUED.value, "config_file": row["config_file"]}
+    headers = {"Location": f"/jobs/{row['job_id']}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+@router.get("/jobs", response_model=JobList)
+async def list_jobs(
+    status: str | None = Query(None, pattern=f"^({STATUS_VALUES})$"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, max_length=200, description="next_cursor of the previous page"),
+    caller: Caller = Depends(tenant_only),
+    ctx: Context = Depends(context),
+):
+    rows, next_cursor = await run_in_threadpool(queries.jobs_page, ctx, caller.tenant_id, status, limit, cursor)
+    return {"jobs": [job_json(r) for r in rows], "next_cursor": next_cursor}
+
+
+@router.get("/jobs/{job_id}", response_model=Job, responses={304: {"description": "Not modified (If-None-Match)"}})
+async def get_job(
+    job_id: uuid.UUID,
+    request: Request,
+    caller: Caller = Depends(tenant_only),
+    ctx: Context = Depends(context),
+):
+    row = await run_in_threadpool(queries.job_view, ctx, str(job_id), caller.tenant_id)
+    etag = f'W/"{row["version"]}-{row["queue_position"] or 0}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSONResponse(_jsonable(job_json(row)), headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@router.delete("/jobs/{job_id}", response_model=Job)
+async def cancel_job(job_id: uuid.UUID, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
+    row = await run_in_threadpool(lifecycle.cancel_job, ctx, caller.tenant_id, str(job_id))
+    return job_json(row)
+
+
+@router.get("/jobs/{job_id}/logs", response_model=JobLogs)
+async def get_logs(
+    job_id: uuid.UUID,
+    tail: int | None = Query(None, ge=1, le=100_000, description="Only the last N lines"),
+    caller: Caller = Depends(tenant_only),
+    ctx: Context = Depends(context),
+):
+    job, spec = await run_in_threadpool(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    text = await run_in_threadpool(logs.whole, ctx, job, spec, tail)
+    return {"job_id": str(job_id), "logs": text}
+
+
+@router.get("/jobs/{job_id}/logs/stream", response_class=EventSourceResponse, responses={200: {"content": {"text/event-stream": {}}}})
+async def stream_logs(
+    job_id: uuid.UUID,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=30),
+    caller: Caller = Depends(tenant_only),
+    ctx: Context = Depends(context),
+):
+    """Server-sent events: ``log`` events (id = byte offset), then one ``status`` event when the job ends."""
+    job, spec = await run_in_threadpool(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    try:
+        offset = max(0, int(last_event_id)) if last_event_id else 0
+    except ValueError:
+        raise HTTPException(status_code=422, detail="Last-Event-ID must be a byte offset sent by this stream") from None
+
+    async def events():
+        nonlocal job, offset
+        finished = False
+        while True:
+            chunk = await run_in_threadpool(logs.read, ctx, job, spec, offset)
+            if chunk:
+                cut = chunk.rfind(b"\n") + 1 if b"\n" in chunk and len(chunk) == logs.CHUNK else len(chunk)
+                chunk = chunk[:cut]
+                offset += len(chunk)
+                yield {"event": "log", "id": str(offset), "data": chunk.decode("utf-8", errors="replace")}
+                continue
+            if finished:
+                yield {"event": "status", "data": json.dumps(_jsonable(_status_payload(job)))}
+                return
+            job = await run_in_threadpool(queries.job_view, ctx, str(job_id), caller.tenant_id)
+            if JobStatus(job["status"]).is_terminal:
+                finished = True  # one more read drains what was written before the end
+                continue
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+
+    return EventSourceResponse(events(), ping=15)
+
+
+@router.get("/jobs/{job_id}/results", response_model=Results)
+async def list_results(job_id: uuid.UUID, request: Request, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
+    job, spec = await run_in_threadpool(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    files = []
+    for f in job["result_files"] or []:
+        url = await run_in_threadpool(ctx.store.presigned_url, spec.result_prefix + f["name"])
+        files.append({**f, "url": url or str(request.url_for("download_result", job_id=str(job_id), path=f["name"]))})
+    return {
+        "job_id": str(job_id),
+        "status": job["status"],
+        "storage_type": ctx.store.kind,
+        "collected": job["results_collected_at"] is not None,
+        "files": files,
+    }
+
+
+@router.get("/jobs/{job_id}/results/{path:path}", name="download_result", responses={200: {"content": {"application/octet-stream": {}}}})
+async def download_result(job_id: uuid.UUID, path: str, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
+    job, spec = await run_in_threadpool(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    entry = next((f for f in job["result_files"] or [] if f["name"] == path), None)
+    if entry is None:
+        raise HTTPException(status_code=404, detail=f"job {job_id} has no result file {path!r}")
+    try:
+        chunks = await run_in_threadpool(ctx.store.iter_bytes, spec.result_prefix + path)
+    except ObjectNotFound:
+        raise HTTPException(status_code=404, detail=f"result file {path!r} is no longer in the store") from None
+    filename = Path(path).name.replace('"', "")
+    return StreamingResponse(
+        _iterate_in_thread(chunks),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(entry["size"]), "Content-Disposition": f'attachment; filename="{filename}"', "Digest": f"sha-256={entry['sha256']}"},
+    )
+
+
+async def _iterate_in_thread(chunks):
+    sentinel = object()
+    while (chunk := await run_in_threadpool(next, chunks, sentinel)) is not sentinel:
+        yield chunk
+
+
+def _status_payload(job: dict) -> dict:
+    return {k: job[k] for k in ("status", "exit_code", "error", "finished_at")} | {"job_id": str(job["job_id"])}
+
+
+def _jsonable(data: dict) -> dict:
+    return jsonable_encoder(data)

@@ -1,0 +1,121 @@
+"""Request and response bodies: the API contract (these field names are the contract)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+LIMIT = dict(ge=1, le=10_000)
+
+
+class TenantCreate(BaseModel):
+    tenant_id: str = Field(..., min_length=1, max_length=58, examples=["acme"])
+    max_cpu: int = Field(8, **LIMIT)
+    max_memory_gi: int = Field(16, **LIMIT)
+    max_concurrent_jobs: int = Field(5, **LIMIT)
+
+
+class TenantPatch(BaseModel):
+    max_cpu: int | None = Field(None, **LIMIT)
+    max_memory_gi: int | None = Field(None, **LIMIT)
+    max_concurrent_jobs: int | None = Field(None, **LIMIT)
+
+
+class RegenerateKey(BaseModel):
+    tenant_id: str = Field(..., min_length=1, max_length=63)
+
+
+class Tenant(BaseModel):
+    tenant_id: str
+    namespace: str
+    max_cpu: int
+    max_memory_gi: int
+    max_concurrent_jobs: int
+    created_at: datetime
+
+
+class TenantWithKey(Tenant):
+    api_key: str = Field(..., description="Shown once; only its hash is stored")
+
+
+class TenantList(BaseModel):
+    tenants: list[Tenant]
+    next_cursor: str | None
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    config_file: str
+
+
+class Job(BaseModel):
+    job_id: str
+    scenario_id: str
+    status: str
+    cpu_request: int
+    memory_gi: int
+    config_file: str
+    submitted_at: datetime
+    admitted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    error: str | None
+    queue_position: int | None = None
+    pending_reason: str | None
+    kpis: dict[str, Any] | None
+
+
+class AdminJob(Job):
+    tenant_id: str
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class AdminJobList(BaseModel):
+    jobs: list[AdminJob]
+    next_cursor: str | None
+
+
+class JobLogs(BaseModel):
+    job_id: str
+    logs: str
+
+
+class ResultFile(BaseModel):
+    name: str
+    size: int
+    sha256: str
+    url: str
+
+
+class Results(BaseModel):
+    job_id: str
+    status: str
+    storage_type: str
+    collected: bool
+    files: list[ResultFile]
+
+
+class Error(BaseModel):
+    detail: Any
+
+
+JOB_FIELDS = list(Job.model_fields)
+
+
+def job_json(row: dict, admin: bool = False) -> dict:
+    out = {name: row.get(name) for name in JOB_FIELDS}
+    out["job_id"] = str(row["job_id"])
+    if admin:
+        out["tenant_id"] = row["tenant_id"]
+    return out
+
+
+def tenant_json(row: dict) -> dict:
+    return {name: row[name] for name in Tenant.model_fields}

@@ -1,0 +1,1 @@
+"""PostgreSQL adapter: tables, engine, and the repository of tenants and jobs."""

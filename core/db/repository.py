@@ -1,0 +1,255 @@
+"""Repositories: every SQL statement the service runs, in one place.
+
+Rows come back as plain dicts.  Methods that decide something (admission,
+status changes) lock the rows they read (``FOR UPDATE``) so that several
+worker processes can run them concurrently without double-counting.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from core.db.tables import jobs, tenants
+from core.domain.admission import Candidate, Usage
+from core.domain.states import ACTIVE, TERMINAL, JobStatus
+
+ACTIVE_VALUES = [s.value for s in ACTIVE]
+TERMINAL_VALUES = [s.value for s in TERMINAL]
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def encode_cursor(*values: Any) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        if not isinstance(values, list) or len(values) != 2:
+            raise ValueError
+        return [datetime.fromisoformat(values[0]), str(values[1])]
+    except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidCursor("cursor is not a value returned as next_cursor by this endpoint") from None
+
+
+class TenantRepository:
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def add(self, row: dict) -> dict | None:
+        """Insert a tenant; None when the id (or namespace) is taken."""
+        stmt = pg_insert(tenants).values(**row).on_conflict_do_nothing().returning(*tenants.c)
+        result = self.conn.execute(stmt).mappings().first()
+        return dict(result) if result else None
+
+    def get(self, tenant_id: str, *, lock: bool = False) -> dict | None:
+        stmt = sa.select(tenants).where(tenants.c.tenant_id == tenant_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).mappings().first()
+        return dict(row) if row else None
+
+    def get_by_key_hash(self, key_hash: str) -> dict | None:
+        row = self.conn.execute(sa.select(tenants).where(tenants.c.api_key_hash == key_hash)).mappings().first()
+        return dict(row) if row else None
+
+    def list(self, limit: int, after: str | None = None) -> list[dict]:
+        stmt = sa.select(tenants).order_by(tenants.c.tenant_id).limit(limit)
+        if after:
+            stmt = stmt.where(tenants.c.tenant_id > after)
+        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+
+    def update(self, tenant_id: str, changes: dict, now: datetime) -> dict | None:
+        stmt = (
+            sa.update(tenants)
+            .where(tenants.c.tenant_id == tenant_id)
+            .values(**changes, updated_at=now)
+            .returning(*tenants.c)
+        )
+        row = self.conn.execute(stmt).mappings().first()
+        return dict(row) if row else None
+
+    def all_ids(self) -> list[str]:
+        return list(self.conn.execute(sa.select(tenants.c.tenant_id).order_by(tenants.c.tenant_id)).scalars())
+
+
+class JobRepository:
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    # -- writes ----------------------------------------------------------------
+    def add(self, row: dict) -> dict | None:
+        """Insert a job; None when (tenant, idempotency_key) already names one."""
+        stmt = pg_insert(jobs).values(**row).on_conflict_do_nothing().returning(*jobs.c)
+        result = self.conn.execute(stmt).mappings().first()
+        return dict(result) if result else None
+
+    def update(self, job_id: str, changes: dict, now: datetime) -> None:
+        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        self.conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.job_id == job_id)
+            .values(**values, updated_at=now, version=jobs.c.version + 1)
+        )
+
+    def mark_dispatched(self, job_ids: Iterable[str], now: datetime) -> None:
+        ids = list(job_ids)
+        if ids:
+            self.conn.execute(sa.update(jobs).where(jobs.c.job_id.in_(ids)).values(last_dispatch_at=now))
+
+    def mark_queue_dispatched(self, tenant_ids: list[str], now: datetime) -> None:
+        if tenant_ids:
+            self.conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.tenant_id.in_(tenant_ids), jobs.c.status == JobStatus.QUEUED.value)
+                .values(last_dispatch_at=now)
+            )
+
+    # -- reads -----------------------------------------------------------------
+    def get(self, job_id: str, tenant_id: str | None = None, *, lock: bool = False) -> dict | None:
+        stmt = sa.select(jobs).where(jobs.c.job_id == job_id)
+        if tenant_id is not None:
+            stmt = stmt.where(jobs.c.tenant_id == tenant_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).mappings().first()
+        return dict(row) if row else None
+
+    def get_view(self, job_id: str, tenant_id: str | None) -> dict | None:
+        """One statement for the poller: the row plus its place in the tenant's queue."""
+        ahead = jobs.alias("ahead")
+        position = (
+            sa.select(sa.func.count())
+            .where(
+                ahead.c.tenant_id == jobs.c.tenant_id,
+                ahead.c.status == JobStatus.QUEUED.value,
+                sa.tuple_(ahead.c.submitted_at, ahead.c.job_id) < sa.tuple_(jobs.c.submitted_at, jobs.c.job_id),
+            )
+            .scalar_subquery()
+        )
+        stmt = sa.select(
+            jobs,
+            sa.case((jobs.c.status == JobStatus.QUEUED.value, position + 1), else_=None).label("queue_position"),
+        ).where(jobs.c.job_id == job_id)
+        if tenant_id is not None:
+            stmt = stmt.where(jobs.c.tenant_id == tenant_id)
+        row = self.conn.execute(stmt).mappings().first()
+        return dict(row) if row else None
+
+    def get_by_idempotency_key(self, tenant_id: str, key: str) -> dict | None:
+        row = self.conn.execute(
+            sa.select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.idempotency_key == key)
+        ).mappings().first()
+        return dict(row) if row else None
+
+    def page(self, tenant_id: str | None, status: str | None, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+        """Jobs newest first, ``limit`` of them after ``cursor``; returns the next cursor."""
+        stmt = sa.select(jobs).order_by(jobs.c.submitted_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
+        if tenant_id is not None:
+            stmt = stmt.where(jobs.c.tenant_id == tenant_id)
+        if status is not None:
+            stmt = stmt.where(jobs.c.status == status)
+        if cursor:
+            at, job_id = decode_cursor(cursor)
+            stmt = stmt.where(sa.tuple_(jobs.c.submitted_at, jobs.c.job_id) < sa.tuple_(sa.literal(at), sa.literal(job_id, type_=jobs.c.job_id.type)))
+        rows = [dict(r) for r in self.conn.execute(stmt).mappings()]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1]["submitted_at"], rows[-1]["job_id"])
+        return rows, next_cursor
+
+    def usage(self, tenant_id: str) -> Usage:
+        row = self.conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(jobs.c.cpu_request), 0),
+                sa.func.coalesce(sa.func.sum(jobs.c.memory_gi), 0),
+                sa.func.count(),
+            ).where(jobs.c.tenant_id == tenant_id, jobs.c.status.in_(ACTIVE_VALUES))
+        ).one()
+        return Usage(cpu=int(row[0]), memory_gi=int(row[1]), jobs=int(row[2]))
+
+    def queue_head(self, tenant_id: str, limit: int) -> list[Candidate]:
+        rows = self.conn.execute(
+            sa.select(jobs.c.job_id, jobs.c.cpu_request, jobs.c.memory_gi)
+            .where(jobs.c.tenant_id == tenant_id, jobs.c.status == JobStatus.QUEUED.value)
+            .order_by(jobs.c.submitted_at, jobs.c.job_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [Candidate(job_id=str(r.job_id), cpu=r.cpu_request, memory_gi=r.memory_gi) for r in rows]
+
+    def counts_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
+        stmt = sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)
+        if tenant_id is not None:
+            stmt = stmt.where(jobs.c.tenant_id == tenant_id)
+        counts = {s.value: 0 for s in JobStatus}
+        counts.update({status: n for status, n in self.conn.execute(stmt)})
+        return counts
+
+    def finished_since(self, since: datetime) -> dict[str, int]:
+        stmt = (
+            sa.select(jobs.c.status, sa.func.count())
+            .where(jobs.c.finished_at >= since)
+            .group_by(jobs.c.status)
+        )
+        return {status: n for status, n in self.conn.execute(stmt)}
+
+    def submitted_since(self, since: datetime) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).where(jobs.c.submitted_at >= since)).scalar_one())
+
+    # -- the sweeper's questions --------------------------------------------------
+    def tenants_with_stalled_queue(self, before: datetime) -> list[str]:
+        """Tenants whose QUEUED jobs have waited past the grace period since their last message."""
+        stmt = (
+            sa.select(jobs.c.tenant_id)
+            .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.last_dispatch_at < before)
+            .group_by(jobs.c.tenant_id)
+            .order_by(sa.func.min(jobs.c.submitted_at))
+        )
+        return list(self.conn.execute(stmt).scalars())
+
+    def stalled(self, statuses: list[JobStatus], before: datetime, limit: int = 500) -> list[str]:
+        stmt = (
+            sa.select(jobs.c.job_id)
+            .where(jobs.c.status.in_([s.value for s in statuses]), jobs.c.last_dispatch_at < before)
+            .order_by(jobs.c.last_dispatch_at)
+            .limit(limit)
+        )
+        return [str(j) for j in self.conn.execute(stmt).scalars()]
+
+    def uncollected(self, before: datetime, limit: int = 500) -> list[str]:
+        """Finished jobs whose results were never recorded (the collect message was lost)."""
+        stmt = (
+            sa.select(jobs.c.job_id)
+            .where(
+                jobs.c.status.in_(TERMINAL_VALUES),
+                jobs.c.results_collected_at.is_(None),
+                jobs.c.last_dispatch_at < before,
+            )
+            .limit(limit)
+        )
+        return [str(j) for j in self.conn.execute(stmt).scalars()]
+
+    def oldest_active(self, limit: int) -> list[dict]:
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.status.in_(ACTIVE_VALUES))
+            .order_by(jobs.c.admitted_at)
+            .limit(limit)
+        )
+        return [dict(r) for r in self.conn.execute(stmt).mappings()]
+
+
+def stale_before(now: datetime, grace_seconds: float) -> datetime:
+    return now - timedelta(seconds=grace_seconds)

@@ -1,0 +1,71 @@
+"""The schema, as SQLAlchemy Core tables (Alembic migrations mirror it).
+
+Indexes follow the hot queries: a tenant's jobs newest first (listing and
+cursor pagination), a tenant's QUEUED jobs oldest first (admission and
+``queue_position``), and a tenant's active jobs (quota usage).
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = sa.MetaData()
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("tenant_id", sa.Text, primary_key=True),
+    sa.Column("namespace", sa.Text, nullable=False, unique=True),
+    sa.Column("api_key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("max_cpu", sa.Integer, nullable=False),
+    sa.Column("max_memory_gi", sa.Integer, nullable=False),
+    sa.Column("max_concurrent_jobs", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.tenant_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("scenario_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("cpu_request", sa.Integer, nullable=False),
+    sa.Column("memory_gi", sa.Integer, nullable=False),
+    sa.Column("config_file", sa.Text, nullable=False),
+    sa.Column("input_key", sa.Text, nullable=False),
+    sa.Column("input_size", sa.BigInteger, nullable=False),
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("admitted_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("pending_reason", sa.Text),
+    sa.Column("kpis", JSONB),
+    sa.Column("result_files", JSONB),
+    sa.Column("results_collected_at", sa.DateTime(timezone=True)),
+    sa.Column("log_archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    # When a message that should move this job on was last sent; the sweeper re-sends past a grace period.
+    sa.Column("last_dispatch_at", sa.DateTime(timezone=True), nullable=False),
+    # Bumped on every change: the ETag of GET /jobs/{id}.
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
+)
+
+sa.Index("ix_jobs_tenant_submitted", jobs.c.tenant_id, jobs.c.submitted_at.desc(), jobs.c.job_id.desc())
+sa.Index(
+    "ix_jobs_tenant_queued",
+    jobs.c.tenant_id,
+    jobs.c.submitted_at,
+    postgresql_where=jobs.c.status == "QUEUED",
+)
+sa.Index(
+    "ix_jobs_tenant_active",
+    jobs.c.tenant_id,
+    postgresql_where=jobs.c.status.in_(["ADMITTED", "PENDING", "RUNNING"]),
+)
+sa.Index("ix_jobs_status_submitted", jobs.c.status, jobs.c.submitted_at.desc())

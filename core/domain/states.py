@@ -1,0 +1,163 @@
+"""Job states and the one state machine every status change goes through.
+
+States are ranked; a job only ever moves to a higher rank, so a duplicate or
+stale event (a late ``RUNNING`` after ``SUCCEEDED``, a redelivered message)
+is recognised and ignored instead of moving a job backwards.  The only
+same-rank change allowed is a new ``pending_reason`` while PENDING, so the
+user sees why Kubernetes (or the local slot pool) is still holding the job.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "QUEUED"          # stored, waiting for admission against the tenant's quota
+    ADMITTED = "ADMITTED"      # counted against the quota, handed to the executor
+    PENDING = "PENDING"        # the executor has it but it is not running yet (pending_reason says why)
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+_RANK = {
+    JobStatus.QUEUED: 0,
+    JobStatus.ADMITTED: 1,
+    JobStatus.PENDING: 2,
+    JobStatus.RUNNING: 3,
+    JobStatus.SUCCEEDED: 4,
+    JobStatus.FAILED: 4,
+    JobStatus.CANCELLED: 4,
+}
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+#: States whose resources count against the tenant's quota.
+ACTIVE = frozenset({JobStatus.ADMITTED, JobStatus.PENDING, JobStatus.RUNNING})
+#: States an executor may report.
+EXECUTOR_STATES = frozenset({JobStatus.PENDING, JobStatus.RUNNING} | TERMINAL)
+
+
+class IllegalTransition(ValueError):
+    """A command asked for a move the state machine does not allow."""
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """What an executor observed about a job, published onto the status queue."""
+
+    job_id: str
+    status: JobStatus
+    at: datetime
+    reason: str | None = None       # pending reason, or why it failed
+    exit_code: int | None = None
+    log_tail: str | None = None     # last lines of the log on failure
+
+    def to_message(self) -> dict:
+        return {
+            "job_id": self.job_id,
+            "status": self.status.value,
+            "at": self.at.isoformat(),
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "log_tail": self.log_tail,
+        }
+
+    @classmethod
+    def from_message(cls, data: dict) -> "StatusEvent":
+        return cls(
+            job_id=data["job_id"],
+            status=JobStatus(data["status"]),
+            at=datetime.fromisoformat(data["at"]),
+            reason=data.get("reason"),
+            exit_code=data.get("exit_code"),
+            log_tail=data.get("log_tail"),
+        )
+
+
+@dataclass(frozen=True)
+class JobState:
+    """The part of a job row the state machine reads and writes."""
+
+    status: JobStatus
+    admitted_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    pending_reason: str | None = None
+    changes: dict = field(default_factory=dict, compare=False)
+
+
+def apply_event(state: JobState, event: StatusEvent) -> JobState | None:
+    """Return the job's new state after ``event``, or None to ignore it.
+
+    Executor events never apply to a QUEUED job: the executor only learns of
+    a job after admission committed, so such an event is a stray redelivery.
+    """
+    if event.status not in EXECUTOR_STATES:
+        raise IllegalTransition(f"executors cannot report {event.status.value}")
+    current = state.status
+    if current.is_terminal or current is JobStatus.QUEUED:
+        return None
+    if event.status.rank < current.rank:
+        return None
+    if event.status is current:
+        if current is JobStatus.PENDING and event.reason and event.reason != state.pending_reason:
+            return replace(state, pending_reason=event.reason, changes={"pending_reason": event.reason})
+        return None
+
+    changes: dict = {"status": event.status}
+    if event.status is JobStatus.PENDING:
+        changes["pending_reason"] = event.reason
+    elif event.status is JobStatus.RUNNING:
+        changes["pending_reason"] = None
+        changes["started_at"] = state.started_at or event.at
+    else:
+        changes["pending_reason"] = None
+        changes["finished_at"] = event.at
+        changes["exit_code"] = event.exit_code
+        if event.status is JobStatus.SUCCEEDED:
+            changes["started_at"] = state.started_at or event.at
+        else:
+            changes["error"] = _error_text(event)
+    return replace(state, **changes, changes=changes)
+
+
+def _error_text(event: StatusEvent) -> str | None:
+    parts = [p for p in (event.reason, event.log_tail) if p]
+    return "\n".join(parts) if parts else None
+
+
+def admit(state: JobState, at: datetime) -> JobState:
+    """QUEUED → ADMITTED, decided by admission control."""
+    if state.status is not JobStatus.QUEUED:
+        raise IllegalTransition(f"cannot admit a job that is {state.status.value}")
+    changes = {"status": JobStatus.ADMITTED, "admitted_at": at}
+    return replace(state, **changes, changes=changes)
+
+
+def cancel(state: JobState, at: datetime) -> JobState | None:
+    """Any unfinished state → CANCELLED; None when already finished."""
+    if state.status.is_terminal:
+        return None
+    changes = {"status": JobStatus.CANCELLED, "finished_at": at, "pending_reason": None, "error": "cancelled by the tenant"}
+    return replace(state, **changes, changes=changes)
+
+
+def fail(state: JobState, at: datetime, reason: str) -> JobState | None:
+    """Any unfinished state → FAILED by the controller itself (e.g. input lost)."""
+    if state.status.is_terminal:
+        return None
+    changes = {"status": JobStatus.FAILED, "finished_at": at, "pending_reason": None, "error": reason}
+    return replace(state, **changes, changes=changes)

@@ -1,0 +1,53 @@
+"""Tenant identity rules: ids, namespaces and API keys.
+
+A tenant id becomes a Kubernetes namespace, so it must be a DNS-1123 label.
+Ids that would land on a system namespace are refused rather than silently
+mapped, so that what a tenant registers is what an operator sees.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAMESPACE_PREFIX = "sumo-"
+RESERVED_EXACT = {"default", "kube-system", "kube-public", "kube-node-lease", "sumo-k8", "sumo-k8-system"}
+RESERVED_PREFIXES = ("kube-", "openshift-", "sumo-k8")
+API_KEY_PREFIX = "sk-"
+
+
+class InvalidTenantId(ValueError):
+    pass
+
+
+def validate_tenant_id(tenant_id: str) -> str:
+    """Return ``tenant_id`` if usable, else raise InvalidTenantId saying why."""
+    if not 1 <= len(tenant_id) <= 63 - len(NAMESPACE_PREFIX):
+        raise InvalidTenantId(f"tenant_id must be 1 to {63 - len(NAMESPACE_PREFIX)} characters long")
+    if not DNS_LABEL.match(tenant_id):
+        raise InvalidTenantId(
+            "tenant_id must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"
+        )
+    if tenant_id in RESERVED_EXACT or tenant_id.startswith(RESERVED_PREFIXES):
+        raise InvalidTenantId(f"tenant_id {tenant_id!r} is reserved for the system")
+    return tenant_id
+
+
+def namespace_for(tenant_id: str) -> str:
+    """The Kubernetes namespace of a tenant: prefixed, so no tenant can take a system one."""
+    return NAMESPACE_PREFIX + tenant_id
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(api_key: str) -> str:
+    """Keys are 256 random bits, so one SHA-256 is enough (no password stretching needed)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def keys_match(presented: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_api_key(presented), stored_hash)

@@ -1,0 +1,70 @@
+"""The executor interface and the job description it receives."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from core.storage.base import ObjectStore
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything an executor needs to run one job, derived from its row."""
+
+    job_id: str
+    tenant_id: str
+    namespace: str
+    cpu_request: int
+    memory_gi: int
+    config_file: str
+    input_key: str
+    deadline_seconds: int
+
+    @property
+    def result_prefix(self) -> str:
+        return f"results/{self.tenant_id}/{self.job_id}/"
+
+    @property
+    def log_key(self) -> str:
+        return self.result_prefix + LOG_NAME
+
+
+@dataclass(frozen=True)
+class CollectedResults:
+    """What a finished job left behind, after it was copied to the result store."""
+
+    files: list[dict]          # [{name, size, sha256}], name relative to the job's result prefix
+    statistics: bytes | None   # SUMO's --statistic-output, parsed into KPIs by the caller
+    log_archived: bool
+
+
+LOG_NAME = "sumo.log"
+STATISTICS_NAME = "sumo-statistics.xml"
+
+
+class Executor(abc.ABC):
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def start(self, spec: JobSpec) -> None:
+        """Start the job; starting an already started job is a no-op."""
+
+    @abc.abstractmethod
+    def cancel(self, spec: JobSpec) -> None:
+        """Stop the job if it runs and make sure it never starts; idempotent."""
+
+    @abc.abstractmethod
+    def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
+        """Up to ``limit`` bytes of the running job's log from ``start``; None when there is no live log."""
+
+    @abc.abstractmethod
+    def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
+        """Copy the finished job's outputs and log into ``store``; safe to repeat."""
+
+    @abc.abstractmethod
+    def release(self, spec: JobSpec) -> None:
+        """Drop what the executor keeps for a job whose results are safely stored."""
+
+    @abc.abstractmethod
+    def capacity(self) -> dict:
+        """What the executor can run on: the machine (local) or the nodes (kubernetes)."""

@@ -1,0 +1,125 @@
+"""The local executor: simulations as subprocesses of the worker machine.
+
+``start`` sends a ``run_simulation`` message; a worker consuming the
+simulations queue runs it through :class:`LocalRunner`.  The cap on
+concurrent simulations is machine-wide (a pool of file locks), whatever the
+number of worker processes.  Outputs stay in the job's work directory until
+``collect`` copies them to the result store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec
+from core.executors.local_runner import LocalRunner, WorkDir
+from core.executors.local_slots import SlotPool
+from core.messaging import MessageBus
+from core.storage.base import ObjectStore
+
+
+def default_sumo_binary() -> str:
+    """The ``sumo`` of the eclipse-sumo wheel (the real binary, not its Python launcher)."""
+    import sumo
+
+    return str(Path(sumo.SUMO_HOME) / "bin" / "sumo")
+
+
+def slot_pool(work_root: Path, size: int) -> SlotPool:
+    return SlotPool(work_root / ".slots", size or os.cpu_count() or 1)
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, work_root: Path, bus: MessageBus, slots: SlotPool) -> None:
+        self.work_root = work_root
+        self.bus = bus
+        self.slots = slots
+
+    def _wd(self, job_id: str) -> WorkDir:
+        return WorkDir(self.work_root / job_id)
+
+    def start(self, spec: JobSpec) -> None:
+        self.bus.run_simulation(spec.job_id)
+
+    def cancel(self, spec: JobSpec) -> None:
+        wd = self._wd(spec.job_id)
+        wd.root.mkdir(parents=True, exist_ok=True)
+        wd.cancel_marker.touch()
+
+    def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
+        try:
+            with open(self._wd(spec.job_id).log, "rb") as fh:
+                fh.seek(start)
+                return fh.read(limit)
+        except FileNotFoundError:
+            return None
+
+    def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
+        wd = self._wd(spec.job_id)
+        files: list[dict] = []
+        if wd.run_dir.is_dir():
+            manifest = json.loads(wd.manifest.read_text()) if wd.manifest.exists() else {}
+            for path in sorted(p for p in wd.run_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+                rel = path.relative_to(wd.run_dir).as_posix()
+                st = path.stat()
+                if manifest.get(rel) == [st.st_size, st.st_mtime_ns]:
+                    continue  # an unchanged input, not an output
+                files.append(_upload(store, spec.result_prefix + rel, path, rel))
+        statistics = None
+        if wd.statistics.exists():
+            statistics = wd.statistics.read_bytes()
+            files.append(_upload(store, spec.result_prefix + STATISTICS_NAME, wd.statistics, STATISTICS_NAME))
+        log_archived = False
+        if wd.log.exists():
+            files.append(_upload(store, spec.log_key, wd.log, LOG_NAME))
+            log_archived = True
+        return CollectedResults(files=files, statistics=statistics, log_archived=log_archived)
+
+    def release(self, spec: JobSpec) -> None:
+        shutil.rmtree(self._wd(spec.job_id).root, ignore_errors=True)
+
+    def capacity(self) -> dict:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return {
+            "executor": self.name,
+            "nodes": [
+                {
+                    "name": os.uname().nodename,
+                    "ready": True,
+                    "capacity": {"cpu": os.cpu_count(), "memory_gi": round(vm.total / 2**30, 1)},
+                    "allocatable": {"cpu": self.slots.size, "memory_gi": round(vm.available / 2**30, 1)},
+                    "running_simulations": self.slots.in_use(),
+                    "simulation_slots": self.slots.size,
+                }
+            ],
+        }
+
+
+def _upload(store: ObjectStore, key: str, path: Path, name: str) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    store.put_file(key, path)
+    return {"name": name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def build_runner(settings, store: ObjectStore, bus: MessageBus) -> LocalRunner:
+    from core.services.context import archive_limits
+
+    return LocalRunner(
+        work_root=settings.work_root,
+        store=store,
+        publish=bus.publish_status,
+        slots=slot_pool(settings.work_root, settings.local_max_parallel),
+        sumo_binary=settings.sumo_binary or default_sumo_binary(),
+        limits=archive_limits(settings),
+        log_tail_lines=settings.log_tail_lines,
+    )

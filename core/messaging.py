@@ -1,0 +1,82 @@
+"""The message bus: the Dramatiq broker and every message the service sends.
+
+Senders (the API, the sweeper, executors) and receivers (``workers.actors``)
+agree on queue and actor names through :data:`ROUTES`, so a process can send
+a message without importing the actor that handles it — the API never loads
+worker code.  Every message is safe to deliver twice: receivers are
+idempotent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.message import Message
+
+from core.domain.states import StatusEvent
+from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Route:
+    queue: str
+    actor: str
+
+
+#: actor name → where its messages go.  Operators see these queue names in Redis.
+ROUTES = {
+    "admit_tenant": Route("admission", "admit_tenant"),
+    "start_job": Route("executor", "start_job"),
+    "cancel_job": Route("executor", "cancel_job"),
+    "apply_status": Route("status", "apply_status"),
+    "collect_results": Route("results", "collect_results"),
+    "run_simulation": Route("simulations", "run_simulation"),
+}
+QUEUES = sorted({r.queue for r in ROUTES.values()})
+
+_brokers: dict[str, RedisBroker] = {}
+
+
+def get_broker(settings: Settings) -> RedisBroker:
+    """One broker per Redis URL per process, also installed as Dramatiq's global broker."""
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set (make run sets it for the embedded server)")
+    broker = _brokers.get(settings.redis_url)
+    if broker is None:
+        broker = RedisBroker(url=settings.redis_url, heartbeat_timeout=settings.redis_heartbeat_timeout_ms)
+        for queue in QUEUES:
+            broker.declare_queue(queue)
+        dramatiq.set_broker(broker)
+        _brokers[settings.redis_url] = broker
+    return broker
+
+
+class MessageBus:
+    """Typed senders for each message; the only code that builds Dramatiq messages."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    def _send(self, actor: str, *args, delay_ms: int | None = None) -> None:
+        route = ROUTES[actor]
+        message = Message(queue_name=route.queue, actor_name=route.actor, args=args, kwargs={}, options={})
+        self.broker.enqueue(message, delay=delay_ms)
+
+    def request_admission(self, tenant_id: str) -> None:
+        self._send("admit_tenant", tenant_id)
+
+    def start_job(self, job_id: str) -> None:
+        self._send("start_job", job_id)
+
+    def cancel_job(self, job_id: str) -> None:
+        self._send("cancel_job", job_id)
+
+    def publish_status(self, event: StatusEvent) -> None:
+        self._send("apply_status", event.to_message())
+
+    def collect_results(self, job_id: str) -> None:
+        self._send("collect_results", job_id)
+
+    def run_simulation(self, job_id: str) -> None:
+        self._send("run_simulation", job_id)

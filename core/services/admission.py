@@ -1,0 +1,40 @@
+"""Admitting a tenant's queued jobs: the quota decision, race-free.
+
+The tenant row is locked ``FOR UPDATE`` for the length of the decision, so
+two workers admitting for the same tenant take turns and each sees what the
+other admitted (never count-then-insert).  Different tenants do not contend.
+Starting the admitted jobs happens after the commit, by message; a crash in
+between leaves them ADMITTED and the sweeper re-sends the start.
+"""
+from __future__ import annotations
+
+import logging
+
+from core.domain.admission import Limits, select_admissible
+from core.domain.states import JobState, JobStatus, admit
+from core.services.context import Context, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
+    """Admit what fits of ``tenant_id``'s queue; returns the admitted job ids."""
+    now = utcnow()
+    with ctx.uow() as uow:
+        tenant = uow.tenants.get(tenant_id, lock=True)
+        if tenant is None:
+            return []
+        limits = Limits(tenant["max_cpu"], tenant["max_memory_gi"], tenant["max_concurrent_jobs"])
+        usage = uow.jobs.usage(tenant_id)
+        room = limits.max_concurrent_jobs - usage.jobs
+        if room <= 0:
+            return []
+        queue = uow.jobs.queue_head(tenant_id, room)
+        admitted = select_admissible(limits, usage, queue)
+        for job_id in admitted:
+            state = admit(JobState(JobStatus.QUEUED), now)
+            uow.jobs.update(job_id, {**state.changes, "last_dispatch_at": now}, now)
+    for job_id in admitted:
+        log.info("job %s admitted for %s", job_id, tenant_id)
+        ctx.bus.start_job(job_id)
+    return admitted

@@ -1,0 +1,133 @@
+"""A job's life after admission: start, status events, cancel, results.
+
+Every status change goes through :mod:`core.domain.states`; this module only
+loads the row under a lock, asks the state machine, and writes what it says.
+"""
+from __future__ import annotations
+
+import logging
+from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel, fail
+from core.results import parse_statistics
+from core.services.context import Context, utcnow
+from core.services.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+
+def _state(row: dict) -> JobState:
+    return JobState(
+        status=JobStatus(row["status"]),
+        admitted_at=row["admitted_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        exit_code=row["exit_code"],
+        error=row["error"],
+        pending_reason=row["pending_reason"],
+    )
+
+
+def spec_for(ctx: Context, job_id: str):
+    """The executor's view of a job (None if the job is gone)."""
+    with ctx.uow() as uow:
+        job = uow.jobs.get(job_id)
+        tenant = uow.tenants.get(job["tenant_id"]) if job else None
+    if job is None or tenant is None:
+        return None, None
+    return job, ctx.job_spec(job, tenant["namespace"])
+
+
+def start_job(ctx: Context, job_id: str) -> None:
+    """Hand an admitted job to the executor (idempotent: the executor dedupes by job id)."""
+    job, spec = spec_for(ctx, job_id)
+    if job is None or job["status"] != JobStatus.ADMITTED.value:
+        return  # cancelled meanwhile, or already further along: nothing to start
+    ctx.executor.start(spec)
+
+
+def apply_status(ctx: Context, event: StatusEvent) -> bool:
+    """Apply an executor's event; returns True when it changed the job."""
+    now = utcnow()
+    with ctx.uow() as uow:
+        job = uow.jobs.get(event.job_id, lock=True)
+        if job is None:
+            log.warning("status event for unknown job %s ignored", event.job_id)
+            return False
+        new = apply_event(_state(job), event)
+        if new is None:
+            log.debug("job %s: %s event ignored (job is %s)", event.job_id, event.status.value, job["status"])
+            return False
+        changes = dict(new.changes)
+        if new.status.is_terminal:
+            changes["last_dispatch_at"] = now
+        uow.jobs.update(event.job_id, changes, now)
+    log.info("job %s: %s -> %s%s", event.job_id, job["status"], new.status.value, f" ({event.reason})" if event.reason else "")
+    if new.status.is_terminal:
+        _after_finish(ctx, event.job_id, job["tenant_id"])
+    return True
+
+
+def _after_finish(ctx: Context, job_id: str, tenant_id: str) -> None:
+    ctx.bus.collect_results(job_id)
+    ctx.bus.request_admission(tenant_id)
+
+
+def cancel_job(ctx: Context, tenant_id: str, job_id: str) -> dict:
+    """Cancel a job of ``tenant_id``: a queued one never starts, a running one is stopped."""
+    now = utcnow()
+    with ctx.uow() as uow:
+        job = uow.jobs.get(job_id, tenant_id, lock=True)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        new = cancel(_state(job), now)
+        if new is not None:
+            uow.jobs.update(job_id, {**new.changes, "last_dispatch_at": now}, now)
+            job = uow.jobs.get(job_id)
+    if new is not None:
+        log.info("job %s cancelled by %s", job_id, tenant_id)
+        ctx.bus.cancel_job(job_id)
+        _after_finish(ctx, job_id, tenant_id)
+    return job
+
+
+def stop_in_executor(ctx: Context, job_id: str) -> None:
+    """The cancel message's handler: make the executor stop (or never start) the job."""
+    job, spec = spec_for(ctx, job_id)
+    if spec is not None:
+        ctx.executor.cancel(spec)
+
+
+def fail_job(ctx: Context, job_id: str, reason: str) -> None:
+    now = utcnow()
+    with ctx.uow() as uow:
+        job = uow.jobs.get(job_id, lock=True)
+        if job is None:
+            return
+        new = fail(_state(job), now, reason)
+        if new is None:
+            return
+        uow.jobs.update(job_id, {**new.changes, "last_dispatch_at": now}, now)
+    _after_finish(ctx, job_id, job["tenant_id"])
+
+
+def collect_results(ctx: Context, job_id: str) -> None:
+    """Copy a finished job's outputs to the result store and record them (idempotent)."""
+    job, spec = spec_for(ctx, job_id)
+    if job is None or not JobStatus(job["status"]).is_terminal or job["results_collected_at"] is not None:
+        return
+    collected = ctx.executor.collect(spec, ctx.store)
+    kpis = parse_statistics(collected.statistics) if collected.statistics else None
+    now = utcnow()
+    with ctx.uow() as uow:
+        uow.jobs.update(
+            job_id,
+            {
+                "result_files": collected.files,
+                "kpis": kpis,
+                "log_archived": collected.log_archived,
+                "results_collected_at": now,
+            },
+            now,
+        )
+    log.info("job %s: %d result files collected", job_id, len(collected.files))
+    ctx.executor.release(spec)
+

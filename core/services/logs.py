@@ -1,0 +1,48 @@
+"""A job's log, wherever it currently is.
+
+While the job runs (and until its results are collected) the executor has
+it: a file in the work directory (local) or the pod's log (kubernetes).
+Once collected it is read from the result store, so it outlives the run.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from core.executors.base import JobSpec
+from core.services.context import Context
+from core.storage.base import ObjectNotFound
+
+CHUNK = 256 * 1024
+
+
+def read(ctx: Context, job: dict, spec: JobSpec, start: int, limit: int = CHUNK) -> bytes:
+    """Up to ``limit`` bytes of the log from byte offset ``start`` (b"" when there is nothing new)."""
+    if job["log_archived"]:
+        out = bytearray()
+        try:
+            for chunk in ctx.store.iter_bytes(spec.log_key, chunk_size=limit, start=start):
+                out += chunk
+                if len(out) >= limit:
+                    break
+        except ObjectNotFound:
+            return b""
+        return bytes(out[:limit])
+    return ctx.executor.read_live_log(spec, start, limit) or b""
+
+
+def whole(ctx: Context, job: dict, spec: JobSpec, tail: int | None = None) -> str:
+    """The log as text; with ``tail``, only its last lines (read in chunks, never all in memory twice)."""
+    offset = 0
+    lines: deque[str] | list[str] = deque(maxlen=tail) if tail else []
+    pending = b""
+    while True:
+        chunk = read(ctx, job, spec, offset)
+        if not chunk:
+            break
+        offset += len(chunk)
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        lines.extend(line.decode("utf-8", errors="replace") for line in complete)
+    if pending:
+        lines.append(pending.decode("utf-8", errors="replace"))
+    return "\n".join(lines) + ("\n" if lines and not pending else "")

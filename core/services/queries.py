@@ -1,0 +1,96 @@
+"""Read-only questions: job views, dashboards, admin overviews, queue depths."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+from core.messaging import QUEUES
+from core.services.context import Context, utcnow
+from core.services.errors import NotFound
+
+
+def job_view(ctx: Context, job_id: str, tenant_id: str | None) -> dict:
+    with ctx.uow() as uow:
+        row = uow.jobs.get_view(job_id, tenant_id)
+    if row is None:
+        raise NotFound(f"job {job_id} not found")
+    return row
+
+
+def job_with_spec(ctx: Context, job_id: str, tenant_id: str):
+    with ctx.uow() as uow:
+        job = uow.jobs.get(job_id, tenant_id)
+        tenant = uow.tenants.get(tenant_id) if job else None
+    if job is None or tenant is None:
+        raise NotFound(f"job {job_id} not found")
+    return job, ctx.job_spec(job, tenant["namespace"])
+
+
+def jobs_page(ctx: Context, tenant_id: str | None, status: str | None, limit: int, cursor: str | None):
+    with ctx.uow() as uow:
+        return uow.jobs.page(tenant_id, status, limit, cursor)
+
+
+def dashboard(ctx: Context, tenant: dict, recent: int = 10) -> dict:
+    with ctx.uow() as uow:
+        usage = uow.jobs.usage(tenant["tenant_id"])
+        counts = uow.jobs.counts_by_status(tenant["tenant_id"])
+        rows, _ = uow.jobs.page(tenant["tenant_id"], None, recent, None)
+    return {
+        "tenant_id": tenant["tenant_id"],
+        "namespace": tenant["namespace"],
+        "limits": {
+            "max_cpu": tenant["max_cpu"],
+            "max_memory_gi": tenant["max_memory_gi"],
+            "max_concurrent_jobs": tenant["max_concurrent_jobs"],
+        },
+        "usage": {"cpu": usage.cpu, "memory_gi": usage.memory_gi, "jobs": usage.jobs},
+        "counts": counts,
+        "recent_jobs": rows,
+    }
+
+
+def activity(ctx: Context) -> dict:
+    now = utcnow()
+    with ctx.uow() as uow:
+        counts = uow.jobs.counts_by_status()
+        last_hour = uow.jobs.finished_since(now - timedelta(hours=1))
+        submitted = uow.jobs.submitted_since(now - timedelta(hours=1))
+    return {
+        "counts": counts,
+        "last_hour": {"submitted": submitted, "finished": last_hour, "finished_total": sum(last_hour.values())},
+    }
+
+
+def queues(ctx: Context) -> list[dict]:
+    """Depth, in-flight, delayed and dead-lettered messages of each Dramatiq queue, read from Redis."""
+    client = ctx.bus.broker.client
+    ns = "dramatiq"
+    now_ms = int(time.time() * 1000)
+    out = []
+    for queue in QUEUES:
+        key = f"{ns}:{queue}"
+        pipe = client.pipeline()
+        pipe.llen(key)
+        pipe.hlen(key + ".msgs")
+        pipe.llen(f"{key}.DQ")
+        pipe.zcard(f"{key}.XQ")
+        pipe.lindex(key, 0)
+        ready, stored, delayed, dead, head = pipe.execute()
+        oldest_age = None
+        if head is not None:
+            raw = client.hget(key + ".msgs", head)
+            if raw:
+                oldest_age = max(0.0, (now_ms - json.loads(raw)["message_timestamp"]) / 1000)
+        out.append(
+            {
+                "queue": queue,
+                "ready": ready,
+                "in_flight": max(0, stored - ready),
+                "delayed": delayed,
+                "dead_lettered": dead,
+                "oldest_message_age_seconds": oldest_age,
+            }
+        )
+    return out

@@ -1,0 +1,38 @@
+"""The sweeper: re-sends messages that were lost, so no job is left stuck.
+
+Redis may restart without persistence, or a worker may die holding a
+message.  The database is the source of truth: a job that has not moved
+since its last message for longer than ``SWEEP_GRACE_SECONDS`` gets that
+message again.  Receivers are idempotent, so a re-send that crosses a slow
+original is harmless.
+"""
+from __future__ import annotations
+
+import logging
+
+from core.db.repository import stale_before
+from core.domain.states import JobStatus
+from core.services.context import Context, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def sweep(ctx: Context) -> dict[str, int]:
+    now = utcnow()
+    before = stale_before(now, ctx.settings.sweep_grace_seconds)
+    with ctx.uow() as uow:
+        tenants = uow.jobs.tenants_with_stalled_queue(before)
+        to_start = uow.jobs.stalled([JobStatus.ADMITTED], before)
+        to_collect = uow.jobs.uncollected(before)
+        uow.jobs.mark_dispatched(to_start + to_collect, now)
+        uow.jobs.mark_queue_dispatched(tenants, now)
+    for tenant_id in tenants:
+        ctx.bus.request_admission(tenant_id)
+    for job_id in to_start:
+        ctx.bus.start_job(job_id)
+    for job_id in to_collect:
+        ctx.bus.collect_results(job_id)
+    counts = {"admission": len(tenants), "start": len(to_start), "collect": len(to_collect)}
+    if any(counts.values()):
+        log.info("sweeper re-sent messages: %s", counts)
+    return counts

@@ -1,0 +1,73 @@
+"""Tenant registration, keys and limits."""
+from __future__ import annotations
+
+from core.domain.tenants import InvalidTenantId, hash_api_key, namespace_for, new_api_key, validate_tenant_id
+from core.services.context import Context, utcnow
+from core.services.errors import Conflict, Invalid, NotFound
+
+
+def register(ctx: Context, tenant_id: str, max_cpu: int, max_memory_gi: int, max_concurrent_jobs: int) -> tuple[dict, str]:
+    """Create a tenant; returns its row and its API key (shown once, stored hashed)."""
+    try:
+        validate_tenant_id(tenant_id)
+    except InvalidTenantId as exc:
+        raise Invalid(str(exc)) from None
+    api_key = new_api_key()
+    now = utcnow()
+    with ctx.uow() as uow:
+        row = uow.tenants.add(
+            {
+                "tenant_id": tenant_id,
+                "namespace": namespace_for(tenant_id),
+                "api_key_hash": hash_api_key(api_key),
+                "max_cpu": max_cpu,
+                "max_memory_gi": max_memory_gi,
+                "max_concurrent_jobs": max_concurrent_jobs,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if row is None:
+        raise Conflict(f"tenant {tenant_id!r} already exists")
+    return row, api_key
+
+
+def regenerate_key(ctx: Context, tenant_id: str) -> tuple[dict, str]:
+    api_key = new_api_key()
+    with ctx.uow() as uow:
+        row = uow.tenants.update(tenant_id, {"api_key_hash": hash_api_key(api_key)}, utcnow())
+    if row is None:
+        raise NotFound(f"tenant {tenant_id!r} not found")
+    return row, api_key
+
+
+def update_limits(ctx: Context, tenant_id: str, changes: dict) -> dict:
+    """Change limits; raising them may let queued jobs in, so admission is asked to look again."""
+    with ctx.uow() as uow:
+        row = uow.tenants.update(tenant_id, changes, utcnow()) if changes else uow.tenants.get(tenant_id)
+    if row is None:
+        raise NotFound(f"tenant {tenant_id!r} not found")
+    if changes:
+        ctx.bus.request_admission(tenant_id)
+    return row
+
+
+def get(ctx: Context, tenant_id: str) -> dict:
+    with ctx.uow() as uow:
+        row = uow.tenants.get(tenant_id)
+    if row is None:
+        raise NotFound(f"tenant {tenant_id!r} not found")
+    return row
+
+
+def list_page(ctx: Context, limit: int, after: str | None) -> list[dict]:
+    with ctx.uow() as uow:
+        return uow.tenants.list(limit, after)
+
+
+def authenticate(ctx: Context, api_key: str) -> dict | None:
+    """The tenant owning ``api_key``, or None.  Lookup by hash: the key itself is never stored."""
+    if not api_key.startswith("sk-"):
+        return None
+    with ctx.uow() as uow:
+        return uow.tenants.get_by_key_hash(hash_api_key(api_key))

@@ -1,0 +1,98 @@
+"""The one settings object, read from the environment.
+
+Every knob of the service lives here with its default; the README's settings
+table is generated from this class (``python -m core.settings``), so the two
+cannot drift apart.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # -- services -----------------------------------------------------------
+    database_url: str = Field("", description="PostgreSQL URL; empty: `make run` starts an embedded server under DATA_DIR.")
+    redis_url: str = Field("", description="Redis URL; empty: `make run` starts an embedded server under DATA_DIR.")
+    data_dir: Path = Field(Path(".data"), description="Where the embedded services, work directories and local results live.")
+    db_pool_min: int = Field(2, ge=1, description="Connections kept open per process.")
+    db_pool_max: int = Field(10, ge=1, description="Most connections per process (pool size + overflow).")
+
+    # -- HTTP -----------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, description="Port the API listens on.")
+    web_concurrency: int = Field(2, ge=1, description="uvicorn worker processes.")
+    log_level: str = Field("INFO", description="Python log level for every process.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
+    admin_key: str = Field("", description="Value of the X-Admin-Key header; empty: `make run` generates one under DATA_DIR.")
+
+    # -- limits ---------------------------------------------------------------
+    max_file_size_mb: int = Field(50, ge=1, description="Largest accepted upload (compressed), checked while it streams in.")
+    max_uncompressed_mb: int = Field(500, ge=1, description="Largest total uncompressed size of an archive.")
+    max_archive_entries: int = Field(2000, ge=1, description="Most entries in an archive.")
+    max_compression_ratio: int = Field(200, ge=1, description="Largest uncompressed/compressed ratio of an entry and of the archive.")
+    max_job_duration_hours: float = Field(24.0, gt=0, description="Deadline of a run; it is stopped and FAILED past it.")
+    max_concurrent_jobs_per_tenant: int = Field(5, ge=1, description="Default max_concurrent_jobs of a new tenant.")
+    default_max_cpu: int = Field(8, ge=1, description="Default max_cpu of a new tenant.")
+    default_max_memory_gi: int = Field(16, ge=1, description="Default max_memory_gi of a new tenant.")
+
+    # -- execution ------------------------------------------------------------
+    executor: Literal["local", "kubernetes"] = Field("local", description="Where simulations run.")
+    local_max_parallel: int = Field(0, ge=0, description="Machine-wide cap on concurrent local simulations; 0: number of CPUs.")
+    sumo_binary: str = Field("", description="Path of `sumo` for the local executor; empty: the eclipse-sumo wheel's.")
+    log_tail_lines: int = Field(20, ge=1, description="Lines of the log attached to a FAILED job's error.")
+
+    # -- results ---------------------------------------------------------------
+    result_storage_type: Literal["local", "pvc", "s3", "gcs", "azure"] = Field("local", description="Where inputs, results and logs are kept.")
+    result_storage_path: Path = Field(Path(""), description="Root of local/pvc storage; empty: DATA_DIR/storage.")
+    s3_bucket: str = Field("sumo-k8", description="Bucket for s3 storage.")
+    s3_endpoint_url: str = Field("", description="S3 endpoint (MinIO, an emulator); empty: AWS.")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    gcs_bucket: str = Field("sumo-k8", description="Bucket for gcs storage.")
+    gcs_endpoint_url: str = Field("", description="GCS endpoint (an emulator); empty: Google.")
+    gcs_project: str = Field("sumo-k8", description="GCS project.")
+    azure_container: str = Field("sumo-k8", description="Blob container for azure storage.")
+    azure_connection_string: str = Field("", description="Azure Storage connection string.")
+
+    # -- queues and sweeping ----------------------------------------------------
+    queue_prefix: str = Field("", description="Prefix of the Dramatiq queue names (lets test runs share a Redis).")
+    sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper looks for lost messages.")
+    sweep_grace_seconds: float = Field(15.0, gt=0, description="Age of a QUEUED/ADMITTED job without progress before the sweeper re-sends its message.")
+    redis_heartbeat_timeout_ms: int = Field(15000, ge=1000, description="After this long a dead worker's messages are re-delivered.")
+
+    @property
+    def storage_root(self) -> Path:
+        return self.result_storage_path if str(self.result_storage_path) not in ("", ".") else self.data_dir / "storage"
+
+    @property
+    def work_root(self) -> Path:
+        return self.data_dir / "work"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def settings_table() -> str:
+    """The README's settings table, in Markdown."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = f"`{default}`" if str(default) not in ("", ".") else "(empty)"
+        rows.append(f"| `{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -1,0 +1,8 @@
+"""Artifact storage: input archives, results and archived logs.
+
+One interface (:class:`core.storage.base.ObjectStore`) with a backend per
+``RESULT_STORAGE_TYPE``; :func:`core.storage.factory.build_store` picks it.
+"""
+from core.storage.base import ObjectInfo, ObjectNotFound, ObjectStore
+
+__all__ = ["ObjectInfo", "ObjectNotFound", "ObjectStore"]

@@ -1,0 +1,145 @@
+"""Azure Blob Storage (or Azurite) as the object store.
+
+Configured by a connection string.  The container is created on first use if
+it does not exist.  ``presigned_url`` returns a read-only blob SAS URL when
+the connection string carries an ``AccountKey``; with a SAS-token or
+credential-less connection string nothing can sign and it returns None.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+from core.storage.base import (
+    CHUNK_SIZE,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    check_key,
+)
+
+_MAX_CONCURRENCY = 4
+
+
+def _rechunk(chunks: Iterator[bytes], chunk_size: int) -> Iterator[bytes]:
+    """Re-cut an iterator of byte strings into pieces of ``chunk_size``."""
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= chunk_size:
+            yield bytes(buf[:chunk_size])
+            del buf[:chunk_size]
+    if buf:
+        yield bytes(buf)
+
+
+class AzureBlobStore(ObjectStore):
+    kind = "azure"
+
+    def __init__(self, container: str, *, connection_string: str = "", service_client: Any = None) -> None:
+        if service_client is None:
+            if not connection_string:
+                raise ValueError("azure storage needs AZURE_CONNECTION_STRING")
+            service_client = BlobServiceClient.from_connection_string(
+                connection_string,
+                max_single_get_size=4 * CHUNK_SIZE,
+                max_chunk_get_size=4 * CHUNK_SIZE,
+            )
+        self.service = service_client
+        self.container_name = container
+        self.container = self.service.get_container_client(container)
+        self._container_ready = False
+        self._lock = threading.Lock()
+
+    # -- container ------------------------------------------------------------
+    def _ensure_container(self) -> None:
+        if self._container_ready:
+            return
+        with self._lock:
+            if self._container_ready:
+                return
+            try:
+                self.container.create_container()
+            except ResourceExistsError:
+                pass
+            self._container_ready = True
+
+    def _blob(self, key: str):
+        check_key(key)
+        self._ensure_container()
+        return self.container.get_blob_client(key)
+
+    # -- writes ---------------------------------------------------------------
+    def put_file(self, key: str, path: Path) -> None:
+        blob = self._blob(key)
+        path = Path(path)
+        with open(path, "rb") as fh:
+            blob.upload_blob(fh, length=path.stat().st_size, overwrite=True, max_concurrency=_MAX_CONCURRENCY)
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        blob = self._blob(key)
+        blob.upload_blob(stream, overwrite=True, max_concurrency=_MAX_CONCURRENCY)
+
+    # -- reads ----------------------------------------------------------------
+    def iter_bytes(self, key: str, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
+        blob = self._blob(key)
+        try:
+            downloader = blob.download_blob(offset=start if start > 0 else None)
+        except ResourceNotFoundError:
+            raise ObjectNotFound(key) from None
+        except HttpResponseError as exc:
+            if exc.status_code == 416:
+                # ``start`` is at or past the end; 416 is only returned for an existing blob.
+                return iter(())
+            raise
+        return _rechunk(downloader.chunks(), chunk_size)
+
+    def size(self, key: str) -> int:
+        blob = self._blob(key)
+        try:
+            props = blob.get_blob_properties()
+        except ResourceNotFoundError:
+            raise ObjectNotFound(key) from None
+        return int(props.size)
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        self._ensure_container()
+        out = [
+            ObjectInfo(key=item.name, size=int(item.size))
+            for item in self.container.list_blobs(name_starts_with=prefix or None)
+        ]
+        return sorted(out, key=lambda o: o.key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        for info in self.list(prefix):
+            try:
+                self.container.delete_blob(info.key, delete_snapshots="include")
+            except ResourceNotFoundError:
+                pass
+
+    def presigned_url(self, key: str, expires_seconds: int = 3600) -> str | None:
+        blob = self._blob(key)
+        credential = self.service.credential
+        account_key = getattr(credential, "account_key", None)
+        if not account_key:
+            return None
+        sas = generate_blob_sas(
+            account_name=blob.account_name,
+            container_name=self.container_name,
+            blob_name=key,
+            account_key=account_key,
+            permission=BlobSasPermissions(read=True),
+            expiry=_dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=int(expires_seconds)),
+            start=_dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5),
+        )
+        return f"{blob.url}?{sas}"

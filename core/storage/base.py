@@ -1,0 +1,107 @@
+"""The object-store interface every storage backend implements.
+
+Keys are ``/``-separated relative paths such as ``inputs/acme/<job>.zip`` or
+``results/acme/<job>/tripinfos.xml``.  Backends never interpret them beyond
+mapping them onto their own namespace (a directory, a bucket prefix, a
+container).  Keys are validated by :func:`check_key` so that a crafted result
+path can never escape the store's root.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class ObjectNotFound(KeyError):
+    """Raised when a key does not exist in the store."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ValueError."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"invalid storage key: {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"invalid storage key: {key!r}")
+    return key
+
+
+class ObjectStore(abc.ABC):
+    """Where the service keeps input archives, results and logs."""
+
+    #: The value of ``storage_type`` reported by the results endpoint.
+    kind: str = "abstract"
+
+    @abc.abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload the local file at ``path`` under ``key`` (overwrites)."""
+
+    @abc.abstractmethod
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        """Upload everything readable from ``stream`` under ``key``."""
+
+    @abc.abstractmethod
+    def iter_bytes(self, key: str, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
+        """Yield the object's bytes from offset ``start``; ObjectNotFound if absent."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """The object's size in bytes; ObjectNotFound if absent."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, sorted by key.
+
+        A plain string prefix: ``results/t/j1`` also matches ``results/t/j10/...``,
+        so end a directory-like prefix with ``/``.
+        """
+
+    @abc.abstractmethod
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under ``prefix``; absent objects are fine.
+
+        Same prefix rule as :meth:`list`: end a directory-like prefix with ``/``.
+        """
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def get_bytes(self, key: str) -> bytes:
+        return b"".join(self.iter_bytes(key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        import io
+
+        self.put_stream(key, io.BytesIO(data))
+
+    def download_file(self, key: str, dest: Path) -> None:
+        """Write the object to ``dest`` (parents created)."""
+        chunks = self.iter_bytes(key)  # raises ObjectNotFound before any file is created
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        try:
+            with open(tmp, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+            tmp.replace(dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def presigned_url(self, key: str, expires_seconds: int = 3600) -> str | None:
+        """A time-limited direct download URL, or None when the API must serve it."""
+        return None

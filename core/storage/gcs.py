@@ -1,0 +1,193 @@
+"""Google Cloud Storage as the object store.
+
+Without an endpoint the client uses Application Default Credentials (the
+pod's workload identity, ``GOOGLE_APPLICATION_CREDENTIALS``...).  With
+``endpoint_url`` (an emulator such as fake-gcs-server) it talks to that
+server with anonymous credentials, since emulators check none.
+
+``presigned_url`` returns a V4 signed URL when the credentials can sign
+(a service-account key, or a token that may call ``signBlob``), and None
+otherwise — in particular against an emulator with anonymous credentials,
+where nothing can sign; the API then streams the object itself.
+
+The bucket is created on first use if it does not exist.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from core.storage.base import (
+    CHUNK_SIZE,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    check_key,
+)
+
+#: Bytes fetched per ranged GET while streaming; yielded in ``chunk_size`` pieces.
+_FETCH_SIZE = 8 * CHUNK_SIZE
+#: Streams are uploaded in resumable sessions of chunks this large (a multiple of 256 KiB).
+_UPLOAD_CHUNK = 8 * CHUNK_SIZE
+
+
+def _at_start_of_seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable()) and stream.tell() == 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class GCSStore(ObjectStore):
+    kind = "gcs"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        project: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.bucket_name = bucket
+        self.endpoint_url = (endpoint_url or "").rstrip("/") or None
+        self._anonymous = False
+        if client is None:
+            if self.endpoint_url:
+                client = storage.Client(
+                    project=project or "emulator",
+                    credentials=AnonymousCredentials(),
+                    client_options={"api_endpoint": self.endpoint_url},
+                )
+                self._anonymous = True
+            else:
+                client = storage.Client(project=project or None)
+        self.client = client
+        self._bucket = self.client.bucket(bucket)
+        self._bucket_ready = False
+        self._lock = threading.Lock()
+
+    # -- bucket -------------------------------------------------------------
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        with self._lock:
+            if self._bucket_ready:
+                return
+            if self.client.lookup_bucket(self.bucket_name) is None:
+                try:
+                    self.client.create_bucket(self.bucket_name)
+                except gexc.Conflict:
+                    pass  # created concurrently by another process
+            self._bucket_ready = True
+
+    def _blob(self, key: str) -> storage.Blob:
+        check_key(key)
+        self._ensure_bucket()
+        return self._bucket.blob(key)
+
+    # -- writes ---------------------------------------------------------------
+    def put_file(self, key: str, path: Path) -> None:
+        blob = self._blob(key)
+        blob.chunk_size = _UPLOAD_CHUNK
+        blob.upload_from_filename(str(path), content_type="application/octet-stream")
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        blob = self._blob(key)
+        # With a chunk size and no known length the upload is a resumable
+        # session fed chunk by chunk, so the stream is never held in memory.
+        blob.chunk_size = _UPLOAD_CHUNK
+        if _at_start_of_seekable(stream):
+            blob.upload_from_file(stream, content_type="application/octet-stream", rewind=False)
+            return
+        # The client needs ``tell() == 0`` and seeks back to retry a chunk, so
+        # a one-way stream (a request body) is spooled to a temporary file first.
+        with tempfile.TemporaryFile(prefix="sumo-k8-gcs-") as spool:
+            shutil.copyfileobj(stream, spool, CHUNK_SIZE)
+            size = spool.tell()
+            spool.seek(0)
+            blob.upload_from_file(spool, size=size, content_type="application/octet-stream", rewind=False)
+
+    # -- reads ----------------------------------------------------------------
+    def iter_bytes(self, key: str, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
+        check_key(key)
+        self._ensure_bucket()
+        try:
+            blob = self._bucket.get_blob(key)
+        except gexc.NotFound:
+            blob = None
+        if blob is None:
+            raise ObjectNotFound(key)
+        total = int(blob.size or 0)
+        generation = blob.generation
+        fetch = max(chunk_size, _FETCH_SIZE)
+
+        def gen() -> Iterator[bytes]:
+            pinned = self._bucket.blob(key, generation=generation)
+            offset = max(start, 0)
+            while offset < total:
+                end = min(offset + fetch, total) - 1
+                try:
+                    data = pinned.download_as_bytes(start=offset, end=end, raw_download=True, checksum=None)
+                except gexc.NotFound:
+                    raise ObjectNotFound(key) from None
+                if not data:
+                    raise OSError(f"GCS returned no bytes for {key!r} at offset {offset}")
+                offset += len(data)
+                for i in range(0, len(data), chunk_size):
+                    yield data[i : i + chunk_size]
+
+        return gen()
+
+    def size(self, key: str) -> int:
+        check_key(key)
+        self._ensure_bucket()
+        try:
+            blob = self._bucket.get_blob(key)
+        except gexc.NotFound:
+            blob = None
+        if blob is None:
+            raise ObjectNotFound(key)
+        return int(blob.size or 0)
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        self._ensure_bucket()
+        out = [
+            ObjectInfo(key=blob.name, size=int(blob.size or 0))
+            for blob in self.client.list_blobs(self.bucket_name, prefix=prefix or None)
+        ]
+        return sorted(out, key=lambda o: o.key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        for info in self.list(prefix):
+            try:
+                self._bucket.blob(info.key).delete()
+            except gexc.NotFound:
+                pass
+
+    def presigned_url(self, key: str, expires_seconds: int = 3600) -> str | None:
+        blob = self._blob(key)
+        if self._anonymous:
+            return None
+        kwargs: dict[str, Any] = {}
+        if self.endpoint_url:
+            kwargs["api_access_endpoint"] = self.endpoint_url
+        try:
+            return blob.generate_signed_url(
+                version="v4",
+                expiration=_dt.timedelta(seconds=int(expires_seconds)),
+                method="GET",
+                **kwargs,
+            )
+        except (AttributeError, TypeError, ValueError, NotImplementedError):
+            # Credentials that cannot sign (e.g. plain user credentials).
+            return None

@@ -1,0 +1,173 @@
+"""Amazon S3 (or any S3-compatible endpoint: MinIO, moto) as the object store.
+
+Credentials come from boto3's usual chain (environment, shared config, the
+pod's IAM role) unless given explicitly.  ``endpoint_url`` points the client
+at a non-AWS server; path-style addressing is then used so that bucket names
+need no DNS.  The bucket is created on first use if it does not exist.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from core.storage.base import (
+    CHUNK_SIZE,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    check_key,
+)
+
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+_DELETE_BATCH = 1000  # the most keys one DeleteObjects request accepts
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3Store(ObjectStore):
+    kind = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.bucket = bucket
+        self.region = region or "us-east-1"
+        if client is None:
+            config = Config(
+                signature_version="s3v4",
+                retries={"max_attempts": 5, "mode": "standard"},
+                # An explicit endpoint (MinIO, an emulator) is rarely reachable
+                # under virtual-host names such as <bucket>.127.0.0.1.
+                s3={"addressing_style": "path" if endpoint_url else "auto"},
+            )
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint_url or None,
+                region_name=self.region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
+        self.client = client
+        self._transfer = TransferConfig(multipart_chunksize=8 * CHUNK_SIZE, max_concurrency=4)
+        self._bucket_ready = False
+        self._lock = threading.Lock()
+
+    # -- bucket -------------------------------------------------------------
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        with self._lock:
+            if self._bucket_ready:
+                return
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _error_code(exc) not in _NOT_FOUND_CODES:
+                    raise
+                kwargs: dict[str, Any] = {"Bucket": self.bucket}
+                if self.region != "us-east-1":
+                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+                try:
+                    self.client.create_bucket(**kwargs)
+                except ClientError as create_exc:
+                    if _error_code(create_exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+            self._bucket_ready = True
+
+    # -- writes ---------------------------------------------------------------
+    def put_file(self, key: str, path: Path) -> None:
+        check_key(key)
+        self._ensure_bucket()
+        self.client.upload_file(str(path), self.bucket, key, Config=self._transfer)
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        check_key(key)
+        self._ensure_bucket()
+        self.client.upload_fileobj(stream, self.bucket, key, Config=self._transfer)
+
+    # -- reads ----------------------------------------------------------------
+    def iter_bytes(self, key: str, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
+        check_key(key)
+        self._ensure_bucket()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if start > 0:
+            kwargs["Range"] = f"bytes={start}-"
+        try:
+            response = self.client.get_object(**kwargs)
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in _NOT_FOUND_CODES:
+                raise ObjectNotFound(key) from None
+            if code == "InvalidRange":
+                # ``start`` is at or past the end of an existing object.
+                return iter(())
+            raise
+        body = response["Body"]
+
+        def gen() -> Iterator[bytes]:
+            try:
+                for chunk in body.iter_chunks(chunk_size):
+                    if chunk:
+                        yield chunk
+            finally:
+                body.close()
+
+        return gen()
+
+    def size(self, key: str) -> int:
+        check_key(key)
+        self._ensure_bucket()
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in _NOT_FOUND_CODES:
+                raise ObjectNotFound(key) from None
+            raise
+        return int(response["ContentLength"])
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        self._ensure_bucket()
+        out = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                out.append(ObjectInfo(key=item["Key"], size=int(item["Size"])))
+        return sorted(out, key=lambda o: o.key)
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [info.key for info in self.list(prefix)]
+        for i in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[i : i + _DELETE_BATCH]
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            errors = [e for e in response.get("Errors", []) if e.get("Code") not in _NOT_FOUND_CODES]
+            if errors:
+                raise RuntimeError(f"S3 refused to delete {len(errors)} object(s), e.g. {errors[0]}")
+
+    def presigned_url(self, key: str, expires_seconds: int = 3600) -> str | None:
+        check_key(key)
+        self._ensure_bucket()
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=int(expires_seconds),
+        )

@@ -1,0 +1,1 @@
+"""Dramatiq actors and the sweeper: the service's background processes."""

@@ -1,0 +1,23 @@
+"""The local executor's worker side: run one admitted job's simulation here."""
+from __future__ import annotations
+
+import logging
+
+from core.domain.states import JobStatus
+from core.executors.local import build_runner
+from core.services.context import Context
+from core.services.lifecycle import spec_for
+
+log = logging.getLogger(__name__)
+_runner = None
+
+
+def run(ctx: Context, job_id: str) -> None:
+    global _runner
+    job, spec = spec_for(ctx, job_id)
+    if job is None or JobStatus(job["status"]).is_terminal:
+        log.info("job %s: not running it, it is %s", job_id, job["status"] if job else "gone")
+        return
+    if _runner is None:
+        _runner = build_runner(ctx.settings, ctx.store, ctx.bus)
+    _runner.run(spec)
