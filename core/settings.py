@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     sumo_binary: str = Field("", description="Path of `sumo` for the local executor; empty: the eclipse-sumo wheel's.")
     log_tail_lines: int = Field(20, ge=1, description="Lines of the log attached to a FAILED job's error.")
 
+    # -- kubernetes executor ---------------------------------------------------------
+    kubeconfig: str = Field("", description="Kubeconfig for EXECUTOR=kubernetes; empty: in-cluster config, else ~/.kube/config.")
+    sumo_image: str = Field("ghcr.io/eclipse-sumo/sumo:latest", description="Image of the simulation pods.")
+    job_backoff_limit: int = Field(0, ge=0, description="backoffLimit of each Kubernetes Job.")
+    job_ttl_seconds: int = Field(120, ge=0, description="ttlSecondsAfterFinished of each Kubernetes Job.")
+    result_storage_size_gi: int = Field(10, ge=1, description="Size of each tenant's results PVC.")
+    storage_class: str = Field("", description="StorageClass of the results PVCs; empty: the cluster default.")
+    controller_namespace: str = Field("sumo-k8-system", description="Namespace of the controller itself (the watcher's Lease lives there).")
+    watch_resync_seconds: float = Field(30.0, gt=0, description="How often the watcher re-lists everything to catch missed events.")
+
     # -- results ---------------------------------------------------------------
     result_storage_type: Literal["local", "pvc", "s3", "gcs", "azure"] = Field("local", description="Where inputs, results and logs are kept.")
     result_storage_path: Path = Field(Path(""), description="Root of local/pvc storage; empty: DATA_DIR/storage.")

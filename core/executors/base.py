@@ -45,6 +45,13 @@ STATISTICS_NAME = "sumo-statistics.xml"
 class Executor(abc.ABC):
     name: str = "abstract"
 
+    def ensure_tenant(self, tenant: dict) -> None:
+        """Create or update what a tenant needs before its jobs run (idempotent).
+
+        ``tenant`` is the tenant row (tenant_id, namespace, max_cpu, max_memory_gi,
+        max_concurrent_jobs).  The local executor needs nothing.
+        """
+
     @abc.abstractmethod
     def start(self, spec: JobSpec) -> None:
         """Start the job; starting an already started job is a no-op."""

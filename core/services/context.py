@@ -82,7 +82,9 @@ def build_executor(settings: Settings, bus: MessageBus) -> Executor:
         from core.executors.local import LocalExecutor, slot_pool
 
         return LocalExecutor(settings.work_root, bus, slot_pool(settings.work_root, settings.local_max_parallel))
-    raise RuntimeError(f"EXECUTOR={settings.executor} is not available yet (see issue 3); use EXECUTOR=local")
+    from core.executors.kubernetes import KubernetesExecutor
+
+    return KubernetesExecutor(settings, bus)
 
 
 _context: Context | None = None

@@ -29,6 +29,7 @@ def register(ctx: Context, tenant_id: str, max_cpu: int, max_memory_gi: int, max
         )
     if row is None:
         raise Conflict(f"tenant {tenant_id!r} already exists")
+    ctx.executor.ensure_tenant(row)
     return row, api_key
 
 
@@ -48,8 +49,18 @@ def update_limits(ctx: Context, tenant_id: str, changes: dict) -> dict:
     if row is None:
         raise NotFound(f"tenant {tenant_id!r} not found")
     if changes:
+        ctx.executor.ensure_tenant(row)
         ctx.bus.request_admission(tenant_id)
     return row
+
+
+def reconcile_all(ctx: Context) -> int:
+    """Make the executor's per-tenant objects match every tenant row (run at startup)."""
+    with ctx.uow() as uow:
+        rows = [uow.tenants.get(t) for t in uow.tenants.all_ids()]
+    for row in rows:
+        ctx.executor.ensure_tenant(row)
+    return len(rows)
 
 
 def get(ctx: Context, tenant_id: str) -> dict:
