@@ -29,6 +29,7 @@ ROUTES = {
     "admit_tenant": Route("admission", "admit_tenant"),
     "start_job": Route("executor", "start_job"),
     "cancel_job": Route("executor", "cancel_job"),
+    "reconcile_tenant": Route("executor", "reconcile_tenant"),
     "apply_status": Route("status", "apply_status"),
     "collect_results": Route("results", "collect_results"),
     "run_simulation": Route("simulations", "run_simulation"),
@@ -68,6 +69,9 @@ class MessageBus:
 
     def start_job(self, job_id: str) -> None:
         self._send("start_job", job_id)
+
+    def reconcile_tenant(self, tenant_id: str) -> None:
+        self._send("reconcile_tenant", tenant_id)
 
     def cancel_job(self, job_id: str) -> None:
         self._send("cancel_job", job_id)

@@ -11,7 +11,7 @@ import dramatiq
 
 from core.domain.states import JobStatus, StatusEvent
 from core.messaging import ROUTES, get_broker
-from core.services import admission, lifecycle
+from core.services import admission, lifecycle, tenants
 from core.services.context import get_context
 from core.settings import get_settings
 from workers.logging_setup import configure_logging
@@ -36,6 +36,11 @@ def admit_tenant(tenant_id: str) -> None:
 @_actor("start_job")
 def start_job(job_id: str) -> None:
     lifecycle.start_job(get_context(), job_id)
+
+
+@_actor("reconcile_tenant")
+def reconcile_tenant(tenant_id: str) -> None:
+    tenants.reconcile(get_context(), tenant_id)
 
 
 @_actor("cancel_job")

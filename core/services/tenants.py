@@ -29,7 +29,7 @@ def register(ctx: Context, tenant_id: str, max_cpu: int, max_memory_gi: int, max
         )
     if row is None:
         raise Conflict(f"tenant {tenant_id!r} already exists")
-    ctx.executor.ensure_tenant(row)
+    ctx.bus.reconcile_tenant(tenant_id)  # the API never talks to the executor itself
     return row, api_key
 
 
@@ -49,9 +49,17 @@ def update_limits(ctx: Context, tenant_id: str, changes: dict) -> dict:
     if row is None:
         raise NotFound(f"tenant {tenant_id!r} not found")
     if changes:
-        ctx.executor.ensure_tenant(row)
+        ctx.bus.reconcile_tenant(tenant_id)
         ctx.bus.request_admission(tenant_id)
     return row
+
+
+def reconcile(ctx: Context, tenant_id: str) -> None:
+    """The reconcile message's handler: the executor's per-tenant objects follow the row."""
+    with ctx.uow() as uow:
+        row = uow.tenants.get(tenant_id)
+    if row is not None:
+        ctx.executor.ensure_tenant(row)
 
 
 def reconcile_all(ctx: Context) -> int:
