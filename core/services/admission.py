@@ -19,11 +19,11 @@ log = logging.getLogger(__name__)
 
 def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
     """Admit what fits of ``tenant_id``'s queue; returns the admitted job ids."""
-    now = utcnow()
     with ctx.uow() as uow:
         tenant = uow.tenants.get(tenant_id, lock=True)
         if tenant is None:
             return []
+        now = utcnow()  # after the lock: admitted_at is when the decision was made
         limits = Limits(tenant["max_cpu"], tenant["max_memory_gi"], tenant["max_concurrent_jobs"])
         usage = uow.jobs.usage(tenant_id)
         room = limits.max_concurrent_jobs - usage.jobs

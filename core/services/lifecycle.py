@@ -46,9 +46,9 @@ def start_job(ctx: Context, job_id: str) -> None:
 
 def apply_status(ctx: Context, event: StatusEvent) -> bool:
     """Apply an executor's event; returns True when it changed the job."""
-    now = utcnow()
     with ctx.uow() as uow:
         job = uow.jobs.get(event.job_id, lock=True)
+        now = utcnow()
         if job is None:
             log.warning("status event for unknown job %s ignored", event.job_id)
             return False
