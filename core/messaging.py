@@ -8,6 +8,7 @@ idempotent.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import dramatiq
@@ -16,6 +17,8 @@ from dramatiq.message import Message
 
 from core.domain.states import StatusEvent
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,18 @@ class MessageBus:
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
+
+    def best_effort(self, send, *args) -> bool:
+        """Send after a commit: a broker outage must not turn a committed change into an error.
+
+        Whatever is lost here the sweeper re-sends from the database's state.
+        """
+        try:
+            send(*args)
+            return True
+        except Exception:  # noqa: BLE001 — any broker failure is handled the same way
+            log.warning("message %s%r not sent; the sweeper will re-send it", send.__name__, args, exc_info=True)
+            return False
 
     def _send(self, actor: str, *args, delay_ms: int | None = None) -> None:
         route = ROUTES[actor]

@@ -36,5 +36,5 @@ def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
             uow.jobs.update(job_id, {**state.changes, "last_dispatch_at": now}, now)
     for job_id in admitted:
         log.info("job %s admitted for %s", job_id, tenant_id)
-        ctx.bus.start_job(job_id)
+        ctx.bus.best_effort(ctx.bus.start_job, job_id)
     return admitted

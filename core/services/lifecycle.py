@@ -67,8 +67,9 @@ def apply_status(ctx: Context, event: StatusEvent) -> bool:
 
 
 def _after_finish(ctx: Context, job_id: str, tenant_id: str) -> None:
-    ctx.bus.collect_results(job_id)
-    ctx.bus.request_admission(tenant_id)
+    """Results and the tenant's next admission; the sweeper re-sends either if lost."""
+    ctx.bus.best_effort(ctx.bus.collect_results, job_id)
+    ctx.bus.best_effort(ctx.bus.request_admission, tenant_id)
 
 
 def cancel_job(ctx: Context, tenant_id: str, job_id: str) -> dict:
@@ -84,7 +85,7 @@ def cancel_job(ctx: Context, tenant_id: str, job_id: str) -> dict:
             job = uow.jobs.get(job_id)
     if new is not None:
         log.info("job %s cancelled by %s", job_id, tenant_id)
-        ctx.bus.cancel_job(job_id)
+        ctx.bus.best_effort(ctx.bus.cancel_job, job_id)
         _after_finish(ctx, job_id, tenant_id)
     return job
 

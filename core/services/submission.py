@@ -77,8 +77,5 @@ def submit(ctx: Context, tenant: dict, archive: Path, request: Submission) -> tu
         return existing, False
 
     log.info("job %s submitted by %s (%s, %d cpu, %d Gi)", job_id, tenant_id, scenario.config_file, request.cpu_request, request.memory_gi)
-    try:
-        ctx.bus.request_admission(tenant_id)
-    except Exception:
-        log.warning("job %s: admission message not sent; the sweeper will send it", job_id, exc_info=True)
+    ctx.bus.best_effort(ctx.bus.request_admission, tenant_id)
     return inserted, True

@@ -29,7 +29,7 @@ def register(ctx: Context, tenant_id: str, max_cpu: int, max_memory_gi: int, max
         )
     if row is None:
         raise Conflict(f"tenant {tenant_id!r} already exists")
-    ctx.bus.reconcile_tenant(tenant_id)  # the API never talks to the executor itself
+    ctx.bus.best_effort(ctx.bus.reconcile_tenant, tenant_id)  # the API never talks to the executor itself
     return row, api_key
 
 
@@ -49,8 +49,8 @@ def update_limits(ctx: Context, tenant_id: str, changes: dict) -> dict:
     if row is None:
         raise NotFound(f"tenant {tenant_id!r} not found")
     if changes:
-        ctx.bus.reconcile_tenant(tenant_id)
-        ctx.bus.request_admission(tenant_id)
+        ctx.bus.best_effort(ctx.bus.reconcile_tenant, tenant_id)
+        ctx.bus.best_effort(ctx.bus.request_admission, tenant_id)
     return row
 
 

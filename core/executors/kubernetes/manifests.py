@@ -1,0 +1,287 @@
+"""Every Kubernetes object sumo-k8 creates, built as plain dicts by pure functions.
+
+Nothing here talks to the API: the executor decides *when* to create an
+object, this module decides *what* it looks like, so every manifest can be
+unit-tested (``tests/unit/test_k8s_manifests.py``).
+
+Layout of a job on the tenant's results PVC (mounted at ``/results``)::
+
+    /results/<job_id>/run/...                 the scenario, unpacked; SUMO runs here
+    /results/<job_id>/inputs.json             {relative path: sha256} of the unpacked inputs
+    /results/<job_id>/sumo.log                SUMO's console output (tee'd; also the pod log)
+    /results/<job_id>/sumo-statistics.xml     --statistic-output
+
+The input travels as the executor's normalised re-pack of the scenario
+(only accepted files, top-level folder stripped) split into ConfigMaps
+``sumo-<job_id>-input-<n>`` (``binaryData`` below 1 MiB each), which the init
+container joins and unzips straight into the run directory on the PVC.
+(The brief suggested unzipping into an emptyDir and copying: SUMO must run
+beside its inputs so relative output paths land on the PVC, so the copy would
+only double the I/O; the emptyDir is used for ``/tmp`` instead, which the
+read-only root filesystem needs.)
+"""
+from __future__ import annotations
+
+import math
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "sumo-k8"
+COMPONENT = "app.kubernetes.io/component"
+TENANT_LABEL = "sumo-k8/tenant"
+JOB_LABEL = "sumo-k8/job-id"
+SELECTOR = f"{MANAGED_BY}={MANAGER}"
+
+SIMULATION, COLLECTOR, CLEANUP = "simulation", "collector", "cleanup"
+RUNNER_SA = "sumo-runner"
+RESULTS_PVC = "sumo-results"
+MAIN_CONTAINER = "sumo"
+INIT_CONTAINER = "unpack"
+RESULTS_MOUNT = "/results"
+#: Raw bytes per input ConfigMap: base64 in the request stays well under etcd's 1.5 MiB.
+CHUNK_BYTES = 700 * 1024
+RUN_AS = 1000
+#: Quota headroom for the collector/cleanup pods, on top of the tenant's limits,
+#: so results can be read even while the tenant's jobs fill its quota.
+HELPER_CPU_M, HELPER_MEM_MI, HELPER_PODS = 100, 128, 2
+
+
+# -- names and labels -----------------------------------------------------------------
+def job_name(job_id: str) -> str:
+    return f"sumo-{job_id}"
+
+
+def configmap_name(job_id: str, n: int) -> str:
+    return f"sumo-{job_id}-input-{n}"
+
+
+def collector_name(job_id: str) -> str:
+    return f"sumo-collect-{job_id}"
+
+
+def cleanup_name(job_id: str) -> str:
+    return f"sumo-rm-{job_id}"
+
+
+def job_dir(job_id: str) -> str:
+    return f"{RESULTS_MOUNT}/{job_id}"
+
+
+def labels(tenant_id: str, job_id: str | None = None, component: str | None = None) -> dict:
+    out = {MANAGED_BY: MANAGER, TENANT_LABEL: tenant_id}
+    if job_id:
+        out[JOB_LABEL] = job_id
+    if component:
+        out[COMPONENT] = component
+    return out
+
+
+def chunk(data: bytes, size: int = CHUNK_BYTES) -> list[bytes]:
+    """``data`` cut into pieces of at most ``size`` bytes (at least one piece)."""
+    return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+
+
+def chunks_for(max_bytes: int, size: int = CHUNK_BYTES) -> int:
+    return max(1, math.ceil(max_bytes / size))
+
+
+# -- per tenant -------------------------------------------------------------------------
+def namespace(tenant: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": tenant["namespace"], "labels": labels(tenant["tenant_id"])}}
+
+
+def resource_quota(tenant: dict, *, max_input_bytes: int) -> dict:
+    """Requests = limits = the tenant's caps (plus helper headroom); pods and ConfigMaps capped."""
+    jobs = int(tenant["max_concurrent_jobs"])
+    cpu = f"{int(tenant['max_cpu']) * 1000 + HELPER_CPU_M}m"
+    mem = f"{int(tenant['max_memory_gi']) * 1024 + HELPER_MEM_MI}Mi"
+    configmaps = jobs * chunks_for(max_input_bytes) + 4  # + kube-root-ca.crt and slack
+    return {"apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "sumo-quota", "labels": labels(tenant["tenant_id"])},
+            "spec": {"hard": {"requests.cpu": cpu, "limits.cpu": cpu,
+                              "requests.memory": mem, "limits.memory": mem,
+                              "pods": str(jobs + HELPER_PODS), "configmaps": str(configmaps)}}}
+
+
+def limit_range(tenant: dict) -> dict:
+    """Defaults for containers that name no resources; max = the tenant's caps."""
+    small = {"cpu": f"{HELPER_CPU_M // 2}m", "memory": f"{HELPER_MEM_MI // 2}Mi"}
+    return {"apiVersion": "v1", "kind": "LimitRange",
+            "metadata": {"name": "sumo-limits", "labels": labels(tenant["tenant_id"])},
+            "spec": {"limits": [{"type": "Container", "default": dict(small), "defaultRequest": dict(small),
+                                 "max": {"cpu": str(int(tenant["max_cpu"])),
+                                         "memory": f"{int(tenant['max_memory_gi'])}Gi"}}]}}
+
+
+def results_pvc(tenant: dict, *, size_gi: int, storage_class: str = "",
+                access_mode: str = "ReadWriteOnce") -> dict:
+    spec = {"accessModes": [access_mode], "resources": {"requests": {"storage": f"{size_gi}Gi"}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": RESULTS_PVC, "labels": labels(tenant["tenant_id"])}, "spec": spec}
+
+
+def network_policy(tenant: dict) -> dict:
+    """Simulations need no network: deny all ingress and all egress in the namespace."""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "sumo-deny-all", "labels": labels(tenant["tenant_id"])},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
+
+
+def service_account(tenant: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": RUNNER_SA, "labels": labels(tenant["tenant_id"])},
+            "automountServiceAccountToken": False}
+
+
+# -- pod building blocks ---------------------------------------------------------------------
+def _container_security() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def _pod_security() -> dict:
+    return {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _resources(cpu: str, memory: str) -> dict:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+
+
+def _helper_resources() -> dict:
+    return _resources(f"{HELPER_CPU_M // 2}m", f"{HELPER_MEM_MI // 2}Mi")
+
+
+def _pod_spec(containers: list[dict], volumes: list[dict], **extra) -> dict:
+    return {"restartPolicy": "Never", "serviceAccountName": RUNNER_SA,
+            "automountServiceAccountToken": False, "enableServiceLinks": False,
+            "securityContext": _pod_security(), "containers": containers,
+            "volumes": [{"name": "results", "persistentVolumeClaim": {"claimName": RESULTS_PVC}},
+                        {"name": "tmp", "emptyDir": {}}, *volumes], **extra}
+
+
+def _mounts(read_only_results: bool = False) -> list[dict]:
+    return [{"name": "results", "mountPath": RESULTS_MOUNT, "readOnly": read_only_results},
+            {"name": "tmp", "mountPath": "/tmp"}]
+
+
+# -- per job ------------------------------------------------------------------------------------
+#: Init container: join the input chunks, unzip into the run dir (afresh on a retry), record input digests.
+UNPACK_SCRIPT = """\
+import hashlib, io, json, os, shutil, zipfile
+d = os.environ["JOB_DIR"]; run = d + "/run"
+shutil.rmtree(d, ignore_errors=True); os.makedirs(run)
+zf = zipfile.ZipFile(io.BytesIO(b"".join(
+    open("/input/%d/part" % i, "rb").read() for i in range(int(os.environ["CHUNKS"])))))
+digests = {}
+for info in zf.infolist():
+    if info.is_dir(): continue
+    body = zf.read(info); path = os.path.join(run, info.filename)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "wb").write(body); digests[info.filename] = hashlib.sha256(body).hexdigest()
+json.dump(digests, open(d + "/inputs.json", "w"))
+"""
+
+#: Main container: SUMO in the config's directory; console to the pod log and sumo.log; exit code kept.
+RUN_SCRIPT = """\
+cd "$JOB_DIR/run/$(dirname "$CONFIG")" || exit 1
+set -- sumo -c "$(basename "$CONFIG")" --statistic-output "$JOB_DIR/sumo-statistics.xml" --duration-log.statistics true
+[ -n "$LOG_FILE" ] && set -- "$@" --log /dev/stdout
+{ "$@" 2>&1; echo $? > "$JOB_DIR/.exit-code"; } | tee "$JOB_DIR/sumo.log"
+code=$(cat "$JOB_DIR/.exit-code" 2>/dev/null || echo 1)
+[ -n "$LOG_FILE" ] && cp "$JOB_DIR/sumo.log" "$JOB_DIR/run/$LOG_FILE"
+exit "$code"
+"""
+
+
+def input_configmaps(spec, parts: list[bytes], owner_uid: str) -> list[dict]:
+    """One ConfigMap per chunk, owned by the Job so they are deleted with it (never orphaned)."""
+    import base64
+
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job_name(spec.job_id),
+             "uid": owner_uid, "controller": False, "blockOwnerDeletion": True}
+    return [{"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": configmap_name(spec.job_id, n),
+                          "labels": labels(spec.tenant_id, spec.job_id, SIMULATION),
+                          "ownerReferences": [owner]},
+             "immutable": True,
+             "binaryData": {"part": base64.b64encode(part).decode("ascii")}}
+            for n, part in enumerate(parts)]
+
+
+def simulation_job(spec, *, image: str, config_file: str, log_file: str | None, chunks: int,
+                   backoff_limit: int, ttl_seconds: int, suspend: bool = True) -> dict:
+    """The Job running SUMO for ``spec``; created suspended until its ConfigMaps exist."""
+    lab = labels(spec.tenant_id, spec.job_id, SIMULATION)
+    env = [{"name": "JOB_DIR", "value": job_dir(spec.job_id)}, {"name": "CHUNKS", "value": str(chunks)},
+           {"name": "CONFIG", "value": config_file}, {"name": "LOG_FILE", "value": log_file or ""}]
+    res = _resources(str(spec.cpu_request), f"{spec.memory_gi}Gi")
+    init = {"name": INIT_CONTAINER, "image": image, "command": ["python3", "-c", UNPACK_SCRIPT],
+            "env": env, "resources": res, "securityContext": _container_security(),
+            "volumeMounts": _mounts() + [{"name": f"input-{n}", "mountPath": f"/input/{n}", "readOnly": True}
+                                         for n in range(chunks)]}
+    main = {"name": MAIN_CONTAINER, "image": image, "command": ["sh", "-c", RUN_SCRIPT],
+            "env": env, "resources": res, "securityContext": _container_security(),
+            "volumeMounts": _mounts()}
+    volumes = [{"name": f"input-{n}", "configMap": {"name": configmap_name(spec.job_id, n)}}
+               for n in range(chunks)]
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": job_name(spec.job_id), "labels": lab},
+            "spec": {"suspend": suspend, "backoffLimit": backoff_limit,
+                     "activeDeadlineSeconds": int(spec.deadline_seconds),
+                     "ttlSecondsAfterFinished": ttl_seconds,
+                     "template": {"metadata": {"labels": lab},
+                                  "spec": _pod_spec([main], volumes, initContainers=[init])}}}
+
+
+# -- helpers reading or clearing the PVC ------------------------------------------------------
+#: Collector: print a JSON header, a base64 tar.gz of the outputs (inputs unchanged since
+#: unpacking are skipped by digest), the log and the statistics, then "END <sha256 of tar>".
+COLLECT_SCRIPT = """\
+import base64, hashlib, io, json, os, sys, tarfile
+d = os.environ["JOB_DIR"]; run = d + "/run"
+try: inputs = json.load(open(d + "/inputs.json"))
+except (OSError, ValueError): inputs = {}
+def digest(p):
+    h = hashlib.sha256(); f = open(p, "rb")
+    for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
+    return h.hexdigest()
+files = {}; buf = io.BytesIO(); tar = tarfile.open(fileobj=buf, mode="w:gz")
+def add(path, name):
+    files[name] = digest(path); tar.add(path, name, recursive=False)
+for root, dirs, names in os.walk(run):
+    for n in sorted(names):
+        p = os.path.join(root, n); rel = os.path.relpath(p, run)
+        if not os.path.islink(p) and os.path.isfile(p) and inputs.get(rel) != digest(p): add(p, "run/" + rel)
+for n in ("sumo.log", "sumo-statistics.xml"):
+    if os.path.isfile(os.path.join(d, n)): add(os.path.join(d, n), n)
+tar.close(); raw = buf.getvalue()
+sys.stdout.write(json.dumps({"files": files}) + "\\n" + base64.encodebytes(raw).decode())
+sys.stdout.write("END %s\\n" % hashlib.sha256(raw).hexdigest())
+"""
+
+
+def collector_pod(spec, *, image: str) -> dict:
+    """A short-lived pod printing the job's results (see COLLECT_SCRIPT) to its log."""
+    c = {"name": "collect", "image": image, "command": ["python3", "-c", COLLECT_SCRIPT],
+         "env": [{"name": "JOB_DIR", "value": job_dir(spec.job_id)}],
+         "resources": _helper_resources(), "securityContext": _container_security(),
+         "volumeMounts": _mounts(read_only_results=True)}
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": collector_name(spec.job_id),
+                         "labels": labels(spec.tenant_id, spec.job_id, COLLECTOR)},
+            "spec": _pod_spec([c], [], activeDeadlineSeconds=600)}
+
+
+def cleanup_job(spec, *, image: str, ttl_seconds: int) -> dict:
+    """A Job deleting the job's directory from the PVC, then itself (TTL)."""
+    c = {"name": "rm", "image": image, "command": ["rm", "-rf", job_dir(spec.job_id)],
+         "resources": _helper_resources(), "securityContext": _container_security(),
+         "volumeMounts": _mounts()}
+    lab = labels(spec.tenant_id, spec.job_id, CLEANUP)
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": cleanup_name(spec.job_id), "labels": lab},
+            "spec": {"backoffLimit": 2, "ttlSecondsAfterFinished": ttl_seconds, "activeDeadlineSeconds": 600,
+                     "template": {"metadata": {"labels": lab}, "spec": _pod_spec([c], [])}}}
