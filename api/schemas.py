@@ -11,9 +11,9 @@ LIMIT = dict(ge=1, le=10_000)
 
 class TenantCreate(BaseModel):
     tenant_id: str = Field(..., min_length=1, max_length=58, examples=["acme"])
-    max_cpu: int = Field(8, **LIMIT)
-    max_memory_gi: int = Field(16, **LIMIT)
-    max_concurrent_jobs: int = Field(5, **LIMIT)
+    max_cpu: int | None = Field(None, description="Default: DEFAULT_MAX_CPU", **LIMIT)
+    max_memory_gi: int | None = Field(None, description="Default: DEFAULT_MAX_MEMORY_GI", **LIMIT)
+    max_concurrent_jobs: int | None = Field(None, description="Default: MAX_CONCURRENT_JOBS_PER_TENANT", **LIMIT)
 
 
 class TenantPatch(BaseModel):

@@ -71,7 +71,6 @@ class Settings(BaseSettings):
     azure_connection_string: str = Field("", description="Azure Storage connection string.")
 
     # -- queues and sweeping ----------------------------------------------------
-    queue_prefix: str = Field("", description="Prefix of the Dramatiq queue names (lets test runs share a Redis).")
     sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper looks for lost messages.")
     sweep_grace_seconds: float = Field(15.0, gt=0, description="Age of a QUEUED/ADMITTED job without progress before the sweeper re-sends its message.")
     redis_heartbeat_timeout_ms: int = Field(15000, ge=1000, description="After this long a dead worker's messages are re-delivered.")

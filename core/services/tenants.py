@@ -6,8 +6,10 @@ from core.services.context import Context, utcnow
 from core.services.errors import Conflict, Invalid, NotFound
 
 
-def register(ctx: Context, tenant_id: str, max_cpu: int, max_memory_gi: int, max_concurrent_jobs: int) -> tuple[dict, str]:
-    """Create a tenant; returns its row and its API key (shown once, stored hashed)."""
+def register(
+    ctx: Context, tenant_id: str, max_cpu: int | None, max_memory_gi: int | None, max_concurrent_jobs: int | None
+) -> tuple[dict, str]:
+    """Create a tenant (unset limits take the settings' defaults); returns its row and its API key (shown once, stored hashed)."""
     try:
         validate_tenant_id(tenant_id)
     except InvalidTenantId as exc:
@@ -20,9 +22,9 @@ def register(ctx: Context, tenant_id: str, max_cpu: int, max_memory_gi: int, max
                 "tenant_id": tenant_id,
                 "namespace": namespace_for(tenant_id),
                 "api_key_hash": hash_api_key(api_key),
-                "max_cpu": max_cpu,
-                "max_memory_gi": max_memory_gi,
-                "max_concurrent_jobs": max_concurrent_jobs,
+                "max_cpu": max_cpu or ctx.settings.default_max_cpu,
+                "max_memory_gi": max_memory_gi or ctx.settings.default_max_memory_gi,
+                "max_concurrent_jobs": max_concurrent_jobs or ctx.settings.max_concurrent_jobs_per_tenant,
                 "created_at": now,
                 "updated_at": now,
             }
