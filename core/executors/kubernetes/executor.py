@@ -1,0 +1,351 @@
+"""The Kubernetes executor: one suspended-then-resumed Job per simulation.
+
+* ``ensure_tenant`` creates or patches the tenant's Namespace, ResourceQuota,
+  LimitRange, results PVC, deny-all NetworkPolicy and ``sumo-runner``
+  ServiceAccount (manifests in :mod:`.manifests`).
+* ``start`` re-packs the validated scenario, creates the Job *suspended*,
+  then the input ConfigMaps owned by it, then resumes it: a crash in between
+  never leaves an orphan ConfigMap, and a re-delivery finds AlreadyExists
+  and carries on.  Status comes from :mod:`.watcher`, not from here.
+* ``collect`` runs a short-lived collector pod mounting the tenant PVC that
+  prints a base64 tar.gz of the job's outputs, log and statistics to its
+  log; the tar's digest and each file's sha256 are checked before upload.
+  Repeating it re-runs (or re-reads) the collector.
+* ``release`` starts a cleanup Job removing ``/results/<job_id>`` (it deletes
+  itself through its TTL); the simulation Job and its ConfigMaps go with the
+  Job's own ``ttlSecondsAfterFinished``.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import tarfile
+import tempfile
+import time
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from core.domain.states import JobStatus, StatusEvent
+from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec
+from core.executors.kubernetes import manifests as m
+from core.storage.base import ObjectNotFound, ObjectStore
+
+log = logging.getLogger(__name__)
+
+COLLECT_TIMEOUT = 300.0
+QUOTA_SETTLE_TIMEOUT = 60.0
+
+
+def api_client_from(settings) -> client.ApiClient:
+    """KUBECONFIG if set, else the in-cluster config, else ~/.kube/config."""
+    from kubernetes import config
+
+    if settings.kubeconfig:
+        return config.new_client_from_config(config_file=settings.kubeconfig)
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()
+
+
+def wait_until(what: str, predicate, timeout: float, interval: float = 0.2):
+    """Poll ``predicate`` until it returns something truthy; TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        interval = min(interval * 1.5, 2.0)
+
+
+def _ok(fn, *args, allow=(404, 409), **kw):
+    """Call the API; ``allow``ed statuses (NotFound, AlreadyExists) are normal outcomes and give None."""
+    try:
+        return fn(*args, **kw)
+    except ApiException as exc:
+        if exc.status in allow:
+            return None
+        raise
+
+
+class KubernetesExecutor(Executor):
+    name = "kubernetes"
+
+    def __init__(self, settings, bus=None, *, store: ObjectStore | None = None, api: client.ApiClient | None = None,
+                 publish=None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self._store = store
+        self.api = api or api_client_from(settings)
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.net = client.NetworkingV1Api(self.api)
+        self._publish = publish or (bus.publish_status if bus is not None else None)
+        self._ready_namespaces: set[str] = set()
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            from core.storage.factory import build_store
+
+            self._store = build_store(self.settings)
+        return self._store
+
+    def publish(self, event: StatusEvent) -> None:
+        if self._publish is not None:
+            self._publish(event)
+
+    # -- tenants ----------------------------------------------------------------------------
+    def ensure_tenant(self, tenant: dict) -> None:
+        ns = tenant["namespace"]
+        merge = "application/merge-patch+json"
+        if _ok(self.core.create_namespace, m.namespace(tenant)) is None:
+            self.core.patch_namespace(ns, {"metadata": {"labels": m.labels(tenant["tenant_id"])}}, _content_type=merge)
+        quota = m.resource_quota(tenant, max_input_bytes=self.settings.max_file_size_mb * 1024 * 1024)
+        for create, patch, body in (
+            (self.core.create_namespaced_resource_quota, self.core.patch_namespaced_resource_quota, quota),
+            (self.core.create_namespaced_limit_range, self.core.patch_namespaced_limit_range, m.limit_range(tenant)),
+            (self.net.create_namespaced_network_policy, self.net.patch_namespaced_network_policy, m.network_policy(tenant)),
+            (self.core.create_namespaced_service_account, self.core.patch_namespaced_service_account, m.service_account(tenant)),
+        ):
+            if _ok(create, ns, body) is None:
+                patch(body["metadata"]["name"], ns, body, _content_type=merge)
+        _ok(self.core.create_namespaced_persistent_volume_claim, ns, self._pvc(tenant))  # spec is immutable
+        self._wait_quota_settled(ns, quota["spec"]["hard"])
+        self._ready_namespaces.add(ns)
+
+    def _pvc(self, tenant: dict) -> dict:
+        return m.results_pvc(tenant, size_gi=self.settings.result_storage_size_gi,
+                             storage_class=self.settings.storage_class,
+                             access_mode=getattr(self.settings, "result_storage_access_mode", "ReadWriteOnce"))
+
+    def _wait_quota_settled(self, ns: str, hard: dict) -> None:
+        """Quota admission refuses objects ("status unknown for quota") until the controller computed it."""
+        def settled():
+            st = self.core.read_namespaced_resource_quota("sumo-quota", ns).status
+            return st is not None and set((st.hard or {})) == set(hard)
+
+        try:
+            wait_until(f"ResourceQuota of {ns}", settled, QUOTA_SETTLE_TIMEOUT)
+        except TimeoutError:
+            log.warning("ResourceQuota in %s not computed yet; creations may be retried", ns)
+
+    def _ensure_basics(self, spec: JobSpec) -> None:
+        """What a Job cannot run without, when ``ensure_tenant`` has not run yet (no quota: no limits known)."""
+        if spec.namespace in self._ready_namespaces:
+            return
+        tenant = {"tenant_id": spec.tenant_id, "namespace": spec.namespace}
+        _ok(self.core.create_namespace, m.namespace(tenant))
+        _ok(self.net.create_namespaced_network_policy, spec.namespace, m.network_policy(tenant))
+        _ok(self.core.create_namespaced_service_account, spec.namespace, m.service_account(tenant))
+        _ok(self.core.create_namespaced_persistent_volume_claim, spec.namespace, self._pvc(tenant))
+        self._ready_namespaces.add(spec.namespace)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def start(self, spec: JobSpec) -> None:
+        ns, name = spec.namespace, m.job_name(spec.job_id)
+        existing = _ok(self.batch.read_namespaced_job, name, ns)
+        if existing is not None and not existing.spec.suspend:
+            return  # already started
+        self._ensure_basics(spec)
+        try:
+            archive, config_file, log_file = self._repack(spec)
+        except (ObjectNotFound, OSError, ValueError) as exc:  # ScenarioError is a ValueError? checked below
+            self._fail(spec, f"could not prepare the input: {exc}")
+            return
+        parts = m.chunk(archive)
+        if existing is None:
+            body = m.simulation_job(spec, image=self.settings.sumo_image, config_file=config_file, log_file=log_file,
+                                    chunks=len(parts), backoff_limit=self.settings.job_backoff_limit,
+                                    ttl_seconds=self.settings.job_ttl_seconds)
+            existing = _ok(self.batch.create_namespaced_job, ns, body) or self.batch.read_namespaced_job(name, ns)
+        for cm in m.input_configmaps(spec, parts, existing.metadata.uid):
+            self._create_quota_aware(spec, self.core.create_namespaced_config_map, cm)
+        self.batch.patch_namespaced_job(name, ns, {"spec": {"suspend": False}})
+        log.info("job %s: Job %s/%s started with %d input ConfigMap(s)", spec.job_id, ns, name, len(parts))
+
+    def _repack(self, spec: JobSpec) -> tuple[bytes, str, str | None]:
+        """The accepted files only, root folder stripped, as a zip; plus config and log paths."""
+        from core.scenario import ScenarioError, extract_scenario, inspect_archive
+        from core.services.context import archive_limits
+
+        with tempfile.TemporaryDirectory(prefix="sumo-k8-") as tmp:
+            src, run = Path(tmp) / "input.zip", Path(tmp) / "run"
+            self.store.download_file(spec.input_key, src)
+            try:
+                scenario = inspect_archive(src, spec.config_file, archive_limits(self.settings))
+                extract_scenario(src, scenario, run)
+            except ScenarioError as exc:
+                raise ValueError(str(exc)) from exc
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for rel in scenario.files:
+                    zf.write(run / rel, rel)
+            return buf.getvalue(), scenario.config_file, scenario.log_file
+
+    def _create_quota_aware(self, spec: JobSpec, create, body: dict) -> None:
+        """Create in the job's namespace; say why (PENDING) when quota refuses, and retry briefly."""
+        def attempt():
+            try:
+                create(spec.namespace, body)
+            except ApiException as exc:
+                if exc.status == 409:
+                    return True
+                if exc.status == 403 and "quota" in (exc.body or ""):
+                    self.publish(StatusEvent(spec.job_id, JobStatus.PENDING, _now(),
+                                             reason=f"Forbidden: {_api_message(exc)}"))
+                    return False
+                raise
+            return True
+
+        wait_until(f"{body['kind']} {body['metadata']['name']} admitted by quota", attempt, QUOTA_SETTLE_TIMEOUT, 1.0)
+
+    def _fail(self, spec: JobSpec, reason: str) -> None:
+        log.error("job %s: %s", spec.job_id, reason)
+        self.publish(StatusEvent(spec.job_id, JobStatus.FAILED, _now(), reason=reason))
+
+    def cancel(self, spec: JobSpec) -> None:
+        _ok(self.batch.delete_namespaced_job, m.job_name(spec.job_id), spec.namespace,
+            propagation_policy="Foreground", allow=(404,))
+
+    def _job_pod(self, spec: JobSpec):
+        sel = f"{m.JOB_LABEL}={spec.job_id},{m.COMPONENT}={m.SIMULATION}"
+        pods = _ok(self.core.list_namespaced_pod, spec.namespace, label_selector=sel, allow=(404,))
+        items = pods.items if pods else []
+        return max(items, key=lambda p: p.metadata.creation_timestamp, default=None)
+
+    def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
+        """Bytes ``start:start+limit`` of the sumo container's log (read up to ``start+limit``)."""
+        pod = self._job_pod(spec)
+        if pod is None:
+            return None
+        try:
+            resp = self.core.read_namespaced_pod_log(pod.metadata.name, spec.namespace, container=m.MAIN_CONTAINER,
+                                                     limit_bytes=max(1, start + limit), _preload_content=False)
+        except ApiException as exc:
+            if exc.status in (400, 404):  # not started yet, or gone
+                return None
+            raise
+        return resp.data[start:start + limit]
+
+    # -- results -------------------------------------------------------------------------------
+    def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
+        text = self._run_collector(spec)
+        header, tar_bytes = parse_collector_log(text)
+        files: list[dict] = []
+        statistics, log_archived = None, False
+        with tempfile.TemporaryDirectory(prefix="sumo-k8-collect-") as tmp, \
+                tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+            ordered = sorted(n for n in header if n.startswith("run/")) + \
+                [n for n in (STATISTICS_NAME, LOG_NAME) if n in header]
+            for member in ordered:
+                path = Path(tmp) / member
+                digest = _sha256(path)
+                if digest != header[member]:
+                    raise RuntimeError(f"job {spec.job_id}: {member} arrived corrupted (sha256 mismatch)")
+                name = member[4:] if member.startswith("run/") else member
+                store.put_file(spec.result_prefix + name, path)
+                files.append({"name": name, "size": path.stat().st_size, "sha256": digest})
+                if member == STATISTICS_NAME:
+                    statistics = path.read_bytes()
+                log_archived = log_archived or member == LOG_NAME
+        _ok(self.core.delete_namespaced_pod, m.collector_name(spec.job_id), spec.namespace,
+            grace_period_seconds=0, allow=(404,))
+        return CollectedResults(files=files, statistics=statistics, log_archived=log_archived)
+
+    def _run_collector(self, spec: JobSpec) -> str:
+        ns, name = spec.namespace, m.collector_name(spec.job_id)
+        pod = _ok(self.core.read_namespaced_pod, name, ns, allow=(404,))
+        if pod is not None and pod.status.phase == "Failed":
+            _ok(self.core.delete_namespaced_pod, name, ns, grace_period_seconds=0, allow=(404,))
+            wait_until(f"old collector {name} gone",
+                       lambda: _ok(self.core.read_namespaced_pod, name, ns, allow=(404,)) is None, 60)
+            pod = None
+        if pod is None:
+            self._create_quota_aware(spec, self.core.create_namespaced_pod, m.collector_pod(spec, image=self.settings.sumo_image))
+
+        def finished():
+            p = _ok(self.core.read_namespaced_pod, name, ns, allow=(404,))
+            return p.status.phase if p is not None and p.status.phase in ("Succeeded", "Failed") else None
+
+        phase = wait_until(f"collector pod {ns}/{name}", finished, COLLECT_TIMEOUT)
+        text = self.core.read_namespaced_pod_log(name, ns, _preload_content=False).data.decode()
+        if phase != "Succeeded":
+            raise RuntimeError(f"collector pod {name} failed: {text[-2000:]}")
+        return text
+
+    def release(self, spec: JobSpec) -> None:
+        """Delete ``/results/<job_id>`` through a self-deleting cleanup Job (fire and forget)."""
+        _ok(self.core.delete_namespaced_pod, m.collector_name(spec.job_id), spec.namespace, allow=(404,))
+        body = m.cleanup_job(spec, image=self.settings.sumo_image, ttl_seconds=self.settings.job_ttl_seconds)
+        _ok(self.batch.create_namespaced_job, spec.namespace, body)
+
+    # -- capacity ----------------------------------------------------------------------------------
+    def capacity(self) -> dict:
+        from kubernetes.utils import parse_quantity
+
+        running: dict[str, int] = {}
+        sims: dict[str, int] = {}
+        for pod in self.core.list_pod_for_all_namespaces(field_selector="status.phase=Running").items:
+            node = pod.spec.node_name or ""
+            running[node] = running.get(node, 0) + 1
+            if (pod.metadata.labels or {}).get(m.COMPONENT) == m.SIMULATION:
+                sims[node] = sims.get(node, 0) + 1
+
+        def res(q: dict | None) -> dict:
+            q = q or {}
+            return {"cpu": float(parse_quantity(q.get("cpu", "0"))),
+                    "memory_gi": round(float(parse_quantity(q.get("memory", "0"))) / 2**30, 1)}
+
+        nodes = []
+        for node in self.core.list_node().items:
+            ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+            nodes.append({"name": node.metadata.name, "ready": ready,
+                          "schedulable": not node.spec.unschedulable,
+                          "capacity": res(node.status.capacity), "allocatable": res(node.status.allocatable),
+                          "running_pods": running.get(node.metadata.name, 0),
+                          "running_simulations": sims.get(node.metadata.name, 0)})
+        return {"executor": self.name, "nodes": nodes}
+
+
+def parse_collector_log(text: str) -> tuple[dict, bytes]:
+    """Split the collector's output into its header ({name: sha256}) and the verified tar.gz bytes."""
+    lines = text.rstrip("\n").split("\n")
+    if len(lines) < 2 or not lines[-1].startswith("END "):
+        raise RuntimeError("collector output is truncated")
+    header = json.loads(lines[0])["files"]
+    raw = base64.b64decode("".join(lines[1:-1]))
+    if hashlib.sha256(raw).hexdigest() != lines[-1][4:].strip():
+        raise RuntimeError("collector output is corrupted (archive digest mismatch)")
+    return header, raw
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError):
+        return str(exc.reason)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

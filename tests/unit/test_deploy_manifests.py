@@ -1,0 +1,73 @@
+"""The deployment files name queues, modules and settings that exist.
+
+No Docker engine or production cluster runs here, so these checks keep
+docker-compose.yml and k8s/ from drifting away from the code.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import yaml
+
+from core.messaging import QUEUES
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _commands() -> list[list[str]]:
+    cmds = []
+    for svc in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"].values():
+        if "command" in svc:
+            cmds.append(svc["command"])
+    for doc in _docs(ROOT / "k8s" / "controller.yaml"):
+        if "template" not in doc.get("spec", {}):
+            continue  # a Service
+        spec = doc["spec"]["template"]["spec"]
+        for c in spec["containers"]:
+            if "command" in c:
+                cmds.append(c["command"])
+    return cmds
+
+
+def test_dramatiq_commands_consume_every_queue_and_only_real_ones():
+    consumed = set()
+    for cmd in _commands():
+        if cmd[0] == "dramatiq":
+            importlib.import_module(cmd[1])
+            queues = cmd[cmd.index("--queues") + 1 :]
+            assert set(queues) <= set(QUEUES), queues
+            consumed |= set(queues)
+    compose_queues = set()
+    for svc in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"].values():
+        cmd = svc.get("command", [])
+        if cmd and cmd[0] == "dramatiq":
+            compose_queues |= set(cmd[cmd.index("--queues") + 1 :])
+    assert compose_queues == set(QUEUES), "docker-compose runs a consumer for every queue"
+
+
+def test_python_module_entrypoints_exist():
+    for cmd in _commands():
+        if cmd[:2] == ["python", "-m"]:
+            assert importlib.util.find_spec(cmd[2]) is not None or cmd[2] == "workers.watcher", cmd
+
+
+def test_configured_settings_are_real_settings():
+    known = {name.upper() for name in Settings.model_fields} | {"dramatiq_worker_timeout"}
+    for doc in _docs(ROOT / "k8s" / "config.yaml"):
+        for key in {**doc.get("data", {}), **doc.get("stringData", {})}:
+            assert key in known, key
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for key in compose["x-service"]["environment"]:
+        assert key in known, key
+
+
+def test_kustomization_lists_every_manifest():
+    listed = set(yaml.safe_load((ROOT / "k8s" / "kustomization.yaml").read_text())["resources"])
+    present = {p.name for p in (ROOT / "k8s").glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present
