@@ -1,0 +1,154 @@
+"""Shared pieces of the benchmarks: a whole stack in a temp dir, a tenant, percentiles, output.
+
+Every benchmark starts the real service (embedded PostgreSQL and Redis, uvicorn,
+Dramatiq workers, sweeper) through :func:`devstack.stack.start_stack`, so the
+figures include every hop a user's request takes.  Results are printed as a
+table and written to ``bench/out/<name>.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+ZIPS = ROOT / "test_networks" / "zips"
+OUT = Path(__file__).resolve().parent / "out"
+
+#: The service's defaults except what a throw-away local stack needs.
+BASE_ENV = {
+    "ADMIN_KEY": "bench-admin-key",
+    "EXECUTOR": "local",
+    "LOG_LEVEL": "INFO",
+    "DATABASE_URL": "",
+    "REDIS_URL": "",
+}
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": load_average(),
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+@contextmanager
+def stack(name: str, *, api_workers: int = 1, env: dict | None = None, sweeper: bool = True):
+    """A whole service in a temp dir; stopped (and the dir removed) however the block ends."""
+    from devstack.stack import start_stack
+
+    data_dir = Path(tempfile.mkdtemp(prefix=f"sumo-k8-bench-{name}-"))
+    os.chmod(data_dir, 0o755)  # the embedded PostgreSQL may run as another user
+    s = None
+    try:
+        s = start_stack(data_dir, env_overrides={**BASE_ENV, **(env or {})}, api_workers=api_workers,
+                        persistent=False, fast_db=True, sweeper=sweeper)
+        wait_ready(s.url, 60)
+        yield s
+    finally:
+        if s is not None:
+            s.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def wait_ready(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url + "/ready", timeout=5)
+            if r.status_code == 200:
+                return
+            last = r.text
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout}s (last: {last})")
+
+
+def restart_api(s, workers: int) -> None:
+    """Restart only the API with another number of uvicorn workers."""
+    s.procs["api"].stop()
+    s.start_api(workers)
+    wait_ready(s.url, 60)
+
+
+def stop_simulations(s) -> None:
+    """Stop the simulation workers: admitted jobs then wait and SUMO takes no CPU."""
+    s.procs["simulations"].stop()
+
+
+def register_tenant(s, **limits) -> dict:
+    body = {"tenant_id": f"bench-{uuid.uuid4().hex[:10]}", "max_cpu": 10_000, "max_memory_gi": 10_000,
+            "max_concurrent_jobs": 10_000, **limits}
+    r = httpx.post(s.url + "/auth/register", json=body, headers={"X-Admin-Key": s.env["ADMIN_KEY"]}, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def auth(tenant: dict) -> dict:
+    return {"Authorization": f"Bearer {tenant['api_key']}"}
+
+
+def submit_form(scenario_id: str = "bench") -> dict:
+    return {"scenario_id": scenario_id, "cpu_request": "1", "memory_gi": "1"}
+
+
+def percentile(values, p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100)."""
+    data = sorted(values)
+    if not data:
+        return None
+    k = max(0, min(len(data) - 1, math.ceil(p / 100 * len(data)) - 1))
+    return data[k]
+
+
+def summary_ms(seconds: list[float]) -> dict:
+    """p50/p90/p99/max/mean of a list of seconds, in milliseconds."""
+    if not seconds:
+        return {"n": 0}
+    ms = [x * 1000 for x in seconds]
+    return {"n": len(ms), "p50_ms": round(percentile(ms, 50), 2), "p90_ms": round(percentile(ms, 90), 2),
+            "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2), "mean_ms": round(sum(ms) / len(ms), 2)}
+
+
+def print_table(title: str, rows: list[tuple]) -> None:
+    rows = [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print(f"\n== {title}")
+    for j, r in enumerate(rows):
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        if j == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def write_result(name: str, data: dict) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    print(f"-> {path.relative_to(ROOT)}")
+    return path
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
