@@ -161,7 +161,7 @@ class KubernetesExecutor(Executor):
         self._ensure_basics(spec)
         try:
             archive, config_file, log_file = self._repack(spec)
-        except (ObjectNotFound, OSError, ValueError) as exc:  # ScenarioError is a ValueError? checked below
+        except (ObjectNotFound, OSError, ValueError) as exc:  # _repack turns ScenarioError into ValueError
             self._fail(spec, f"could not prepare the input: {exc}")
             return
         parts = m.chunk(archive)

@@ -1,0 +1,161 @@
+"""POST /jobs throughput: 32 concurrent clients submitting square.zip against the real service.
+
+The simulation workers are stopped first so SUMO does not compete for the CPUs
+(admission and the other control workers keep running, as in production).  The
+client is one asyncio loop with one httpx connection pool; its own CPU use is
+reported so a client-bound figure is recognisable.  The API is measured with 1
+and with 2 uvicorn workers (restarting only the API between the two).
+
+    python -m bench.submit_throughput [--requests 2000] [--concurrency 32] [--api-workers 1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import httpx
+import psutil
+
+from bench import common
+
+NAME = "submit_throughput"
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        p = psutil.Process(pid)
+        return [p, *p.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_snapshot(s) -> dict[str, float]:
+    """CPU seconds (user+system) used so far by each part of the stack (live processes only)."""
+    pids = {name: proc.process.pid for name, proc in s.procs.items() if proc.process and proc.process.poll() is None}
+    pids.update({svc.name: svc.process.pid for svc in s.services})
+    out = {}
+    for name, pid in pids.items():
+        total = 0.0
+        for p in _tree(pid):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        out[name] = total
+    return out
+
+
+async def _run(url: str, tenant: dict, body: bytes, count: int, concurrency: int, timeout: float) -> dict:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    next_index = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = common.auth(tenant)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def worker():
+            nonlocal next_index
+            while next_index < count:
+                next_index += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/jobs", data=common.submit_form(), headers=headers,
+                                          files={"sumo_files": ("scenario.zip", body, "application/zip")})
+                    if r.status_code == 202:
+                        latencies.append(time.perf_counter() - t0)
+                    else:
+                        key = f"HTTP {r.status_code}: {r.text[:120]}"
+                        errors[key] = errors.get(key, 0) + 1
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                    errors[key] = errors.get(key, 0) + 1
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), timeout)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"latencies": latencies, "errors": errors, "wall_s": wall, "client_cpu_s": cpu}
+
+
+def drain_queues(s, timeout: float) -> bool:
+    """Wait until the control queues are empty (admission of the previous batch finished)."""
+    def empty():
+        r = httpx.get(s.url + "/admin/queues", headers={"X-Admin-Key": s.env["ADMIN_KEY"]}, timeout=30)
+        return all(q["ready"] == 0 and q["in_flight"] == 0 for q in r.json()["queues"] if q["queue"] != "simulations")
+    try:
+        common.wait_until(empty, timeout, "control queues to drain", interval=0.5)
+        return True
+    except TimeoutError:
+        return False
+
+
+def measure(s, api_workers: int, args) -> dict:
+    common.restart_api(s, api_workers)
+    drained = drain_queues(s, args.drain_timeout)
+    tenant = common.register_tenant(s)
+    body = (common.ZIPS / args.archive).read_bytes()
+    asyncio.run(_run(s.url, tenant, body, args.warmup, args.concurrency, args.timeout))  # warm-up: not counted
+    drain_queues(s, args.drain_timeout)
+    load = common.load_average()
+    before = cpu_snapshot(s)
+    res = asyncio.run(_run(s.url, tenant, body, args.requests, args.concurrency, args.timeout))
+    after = cpu_snapshot(s)
+    server_cpu = {k: round(after.get(k, 0) - before.get(k, 0), 2) for k in after}
+    ok = len(res["latencies"])
+    lat = common.summary_ms(res["latencies"])
+    return {
+        "api_workers": api_workers,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "ok": ok,
+        "errors": sum(res["errors"].values()),
+        "error_kinds": res["errors"],
+        "wall_s": round(res["wall_s"], 3),
+        "submissions_per_s": round(ok / res["wall_s"], 1),
+        "latency": lat,
+        "client_cpu_s": round(res["client_cpu_s"], 2),
+        "client_cpu_pct_of_one_core": round(100 * res["client_cpu_s"] / res["wall_s"], 1),
+        "server_cpu_s": server_cpu,
+        "load_average_before": load,
+        "previous_queues_drained": drained,
+    }
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--api-workers", default="1,2", help="comma-separated uvicorn worker counts to try")
+    ap.add_argument("--archive", default="square.zip")
+    ap.add_argument("--timeout", type=float, default=600, help="bound of each measured batch, seconds")
+    ap.add_argument("--drain-timeout", type=float, default=180)
+    args = ap.parse_args(argv)
+    started = common.machine()
+    print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs)")
+    print(f"[{NAME}] simulation workers are STOPPED during the measurement (SUMO does not compete for the CPUs); "
+          "control workers, sweeper, PostgreSQL and Redis run as usual")
+    runs = []
+    with common.stack(NAME) as s:
+        common.stop_simulations(s)
+        for w in [int(x) for x in args.api_workers.split(",") if x.strip()]:
+            print(f"[{NAME}] api_workers={w}: {args.warmup} warm-up + {args.requests} measured requests, {args.concurrency} concurrent")
+            runs.append(measure(s, w, args))
+    rows = [("api_workers", "submissions/s", "p50 ms", "p99 ms", "max ms", "errors", "client CPU %", "server CPU s (api/workers/postgres/redis)")]
+    for r in runs:
+        c = r["server_cpu_s"]
+        rows.append((r["api_workers"], r["submissions_per_s"], r["latency"].get("p50_ms"), r["latency"].get("p99_ms"),
+                     r["latency"].get("max_ms"), r["errors"], r["client_cpu_pct_of_one_core"],
+                     f"{c.get('api')}/{c.get('workers')}/{c.get('postgres')}/{c.get('redis')} in {r['wall_s']} s"))
+    common.print_table(f"POST /jobs ({args.archive}), {args.concurrency} concurrent clients, simulation workers stopped", rows)
+    for r in runs:
+        if r["errors"]:
+            print(f"  api_workers={r['api_workers']} errors: {r['error_kinds']}")
+    result = {"benchmark": NAME, "machine": started, "simulation_workers": "stopped", "runs": runs}
+    common.write_result(NAME, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""``sumo-k8``: the command-line client of the API (typer + rich)."""

@@ -1,0 +1,198 @@
+"""The tenant's command line: submit a scenario with an upload progress bar,
+follow it, read its log and download its results.
+
+Configuration comes from ``SUMO_K8_URL`` and ``SUMO_K8_API_KEY`` (or the
+``--url`` / ``--api-key`` options).  Every command talks to the REST API only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+app = typer.Typer(help="Run SUMO scenarios on a sumo-k8 service.", no_args_is_help=True)
+console = Console(stderr=True)
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+class Options:
+    url: str = ""
+    api_key: str = ""
+
+
+@app.callback()
+def configure(
+    url: str = typer.Option(os.environ.get("SUMO_K8_URL", "http://127.0.0.1:8000"), help="API base URL [SUMO_K8_URL]"),
+    api_key: str = typer.Option(os.environ.get("SUMO_K8_API_KEY", ""), help="Your API key [SUMO_K8_API_KEY]"),
+) -> None:
+    Options.url, Options.api_key = url.rstrip("/"), api_key
+
+
+def client() -> httpx.Client:
+    if not Options.api_key:
+        console.print("[red]no API key: set SUMO_K8_API_KEY or pass --api-key[/red]")
+        raise typer.Exit(2)
+    return httpx.Client(base_url=Options.url, headers={"Authorization": f"Bearer {Options.api_key}"}, timeout=60)
+
+
+def check(response: httpx.Response) -> dict:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        console.print(f"[red]{response.status_code}: {detail}[/red]")
+        raise typer.Exit(1)
+    return response.json()
+
+
+def _upload_with_progress(path: Path, progress: Progress):
+    task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(64 * 1024):
+            progress.update(task, advance=len(chunk))
+            yield chunk
+
+
+@app.command()
+def submit(
+    archive: Path = typer.Argument(..., exists=True, dir_okay=False, help="ZIP with the scenario"),
+    scenario_id: str = typer.Option(None, help="A name for the scenario (default: the file name)"),
+    cpu: int = typer.Option(1, min=1),
+    memory_gi: int = typer.Option(1, min=1),
+    config_file: str = typer.Option(None, help="Which .sumocfg, when there are several"),
+    idempotency_key: str = typer.Option(None, help="Retry-safe submission key"),
+    wait: bool = typer.Option(False, help="Follow the job until it ends"),
+) -> None:
+    """Upload a scenario and queue it."""
+    boundary = "sumo-k8-" + os.urandom(8).hex()
+    fields = {"scenario_id": scenario_id or archive.stem, "cpu_request": str(cpu), "memory_gi": str(memory_gi)}
+    if config_file:
+        fields["config_file"] = config_file
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    )
+    head += f'--{boundary}\r\nContent-Disposition: form-data; name="sumo_files"; filename="{archive.name}"\r\nContent-Type: application/zip\r\n\r\n'.encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    with Progress(*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console) as progress:
+        def body():
+            yield head
+            yield from _upload_with_progress(archive, progress)
+            yield tail
+
+        with client() as c:
+            job = check(c.post("/jobs", content=body(), headers=headers))
+    console.print(f"job [bold]{job['job_id']}[/bold] {job['status']} ({job['config_file']})")
+    print(job["job_id"])
+    if wait:
+        _follow(job["job_id"])
+
+
+def _follow(job_id: str, timeout: float = 86400) -> dict:
+    deadline = time.monotonic() + timeout
+    etag, last = None, None
+    with client() as c, console.status("waiting") as status:
+        while time.monotonic() < deadline:
+            r = c.get(f"/jobs/{job_id}", headers={"If-None-Match": etag} if etag else {})
+            if r.status_code != 304:
+                job = check(r)
+                etag = r.headers.get("ETag")
+                text = job["status"] + (f" (position {job['queue_position']})" if job.get("queue_position") else "")
+                text += f" — {job['pending_reason']}" if job.get("pending_reason") else ""
+                if text != last:
+                    status.update(text)
+                    console.print(f"{job_id}: {text}")
+                    last = text
+                if job["status"] in TERMINAL:
+                    if job.get("kpis"):
+                        console.print_json(json.dumps(job["kpis"]))
+                    if job["status"] != "SUCCEEDED":
+                        console.print(f"[red]{job.get('error') or job['status']}[/red]")
+                        raise typer.Exit(1)
+                    return job
+            time.sleep(1)
+    raise typer.Exit(3)
+
+
+@app.command()
+def status(job_id: str, wait: bool = typer.Option(False, help="Follow until the job ends")) -> None:
+    """Show a job."""
+    if wait:
+        _follow(job_id)
+        return
+    with client() as c:
+        console.print_json(json.dumps(check(c.get(f"/jobs/{job_id}"))))
+
+
+@app.command()
+def logs(job_id: str, follow: bool = typer.Option(False, "--follow", "-f"), tail: int = typer.Option(None)) -> None:
+    """Print a job's log (or follow it live)."""
+    with client() as c:
+        if not follow:
+            params = {"tail": tail} if tail else {}
+            sys.stdout.write(check(c.get(f"/jobs/{job_id}/logs", params=params))["logs"])
+            return
+        with c.stream("GET", f"/jobs/{job_id}/logs/stream", timeout=None) as r:
+            if r.status_code >= 400:
+                r.read()
+                check(r)
+            event = None
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event == "log":
+                    sys.stdout.write(line[5:].removeprefix(" ") + "\n")
+                elif line.startswith("data:") and event == "status":
+                    console.print(f"job ended: {json.loads(line[5:])['status']}")
+
+
+@app.command()
+def results(job_id: str, dest: Path = typer.Option(Path("."), help="Directory to download into")) -> None:
+    """Download every result file of a job, verifying sizes and digests."""
+    import hashlib
+
+    with client() as c:
+        listing = check(c.get(f"/jobs/{job_id}/results"))
+        if not listing["collected"]:
+            console.print("[yellow]results are not collected yet[/yellow]")
+            raise typer.Exit(1)
+        total = sum(f["size"] for f in listing["files"])
+        with Progress(*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console) as progress:
+            task = progress.add_task(f"{len(listing['files'])} files", total=total)
+            for f in listing["files"]:
+                target = dest / job_id / f["name"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                digest = hashlib.sha256()
+                with c.stream("GET", f["url"]) as r, open(target, "wb") as out:
+                    if r.status_code >= 400:
+                        r.read()
+                        check(r)
+                    for chunk in r.iter_bytes():
+                        out.write(chunk)
+                        digest.update(chunk)
+                        progress.update(task, advance=len(chunk))
+                if digest.hexdigest() != f["sha256"]:
+                    console.print(f"[red]{f['name']}: sha256 mismatch[/red]")
+                    raise typer.Exit(1)
+    console.print(f"downloaded {len(listing['files'])} files to {dest / job_id}")
+
+
+@app.command()
+def cancel(job_id: str) -> None:
+    """Cancel a job."""
+    with client() as c:
+        console.print(check(c.delete(f"/jobs/{job_id}"))["status"])
+
+
+if __name__ == "__main__":
+    app()

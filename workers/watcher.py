@@ -1,0 +1,40 @@
+"""Entrypoint of the status watcher: ``python -m workers.watcher``.
+
+Runs :class:`core.executors.kubernetes.watcher.Watcher` against the cluster
+of KUBECONFIG, publishing StatusEvents through the message bus; several may
+run, the Lease in CONTROLLER_NAMESPACE makes one of them active.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+
+from core.executors.kubernetes.executor import api_client_from
+from core.executors.kubernetes.lease import LeaderLease
+from core.executors.kubernetes.watcher import Watcher
+from core.messaging import MessageBus, get_broker
+from core.settings import get_settings
+from workers.logging_setup import configure_logging
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    api = api_client_from(settings)
+    bus = MessageBus(get_broker(settings))
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    lease = LeaderLease(api, settings.controller_namespace, identity)
+    watcher = Watcher(api, bus.publish_status, resync_seconds=settings.watch_resync_seconds,
+                      log_tail_lines=settings.log_tail_lines, lease=lease)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger(__name__).info("watcher %s starting", identity)
+    watcher.run(stop)
+
+
+if __name__ == "__main__":
+    main()
