@@ -27,6 +27,7 @@ anyway.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 import pytest
 import schemathesis
@@ -82,13 +83,15 @@ def test_schema_covers_the_api(fuzz_schema):
 def test_no_server_errors(fuzz_schema, api, fuzz_tenant):
     failures: list[str] = []
     calls = 0
+    statuses: dict[str, Counter] = {}
     for op in operations(fuzz_schema):
         method, path = op.method.upper(), op.path
         headers = credentials(method, path, api, fuzz_tenant)
+        seen = statuses.setdefault(f"{method} {path}", Counter())
         strategy = op.as_strategy(GenerationMode.POSITIVE) | op.as_strategy(GenerationMode.NEGATIVE)
 
         @settings(
-            max_examples=25,
+            max_examples=60,
             deadline=None,
             database=None,  # no .hypothesis/ directory in the tree
             phases=[Phase.explicit, Phase.generate, Phase.shrink],
@@ -103,11 +106,17 @@ def test_no_server_errors(fuzz_schema, api, fuzz_tenant):
                     del case.headers[name]
             response = case.call(headers=headers, timeout=20)
             calls += 1
+            seen[response.status_code] += 1
             case.validate_response(response, checks=[not_a_server_error], headers=headers)
 
         try:
             run()
         except Exception as exc:  # noqa: BLE001 - collect every operation's failure, report all at the end
             failures.append(f"{method} {path}: {type(exc).__name__}: {exc}")
+    summary = "\n".join(f"  {op}: {dict(c)}" for op, c in statuses.items())
+    print(f"{calls} requests:\n{summary}")
     assert calls > 100, f"only {calls} requests were made"
+    # the credentials work: every operation answered something other than 401/403 at least once
+    locked_out = [op for op, c in statuses.items() if not set(c) - {401, 403}]
+    assert not locked_out, f"operations that never got past authentication: {locked_out}\n{summary}"
     assert not failures, "\n\n".join(failures)
