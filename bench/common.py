@@ -61,6 +61,11 @@ def stack(name: str, *, api_workers: int = 1, env: dict | None = None, sweeper: 
     finally:
         if s is not None:
             s.stop()
+        logs = data_dir / "logs"
+        if logs.is_dir():  # kept for a look at errors: bench/out/logs/<name>/
+            dest = OUT / "logs" / name
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(logs, dest)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -152,3 +157,35 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
             return last
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def pg_counters(database_url: str) -> dict:
+    """Sessions opened, transactions and table scans so far (pg_stat_database, pg_stat_user_tables)."""
+    import sqlalchemy as sa
+
+    from core.db.engine import sqlalchemy_url
+
+    engine = sa.create_engine(sqlalchemy_url(database_url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            db = conn.execute(sa.text(
+                "SELECT sessions, xact_commit, xact_rollback, tup_returned, tup_fetched FROM pg_stat_database "
+                "WHERE datname = current_database()")).mappings().one()
+            tables = {r["relname"]: dict(r) for r in conn.execute(sa.text(
+                "SELECT relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, n_tup_ins, n_tup_upd "
+                "FROM pg_stat_user_tables WHERE relname IN ('jobs', 'tenants')")).mappings()}
+        return {**dict(db), "tables": tables}
+    finally:
+        engine.dispose()
+
+
+def counter_delta(before: dict, after: dict) -> dict:
+    out = {}
+    for k, v in after.items():
+        if isinstance(v, dict):
+            out[k] = counter_delta(before.get(k, {}), v)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = v - (before.get(k) or 0)
+        else:
+            out[k] = v
+    return out

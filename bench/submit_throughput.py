@@ -39,8 +39,8 @@ def cpu_snapshot(s) -> dict[str, float]:
         total = 0.0
         for p in _tree(pid):
             try:
-                t = p.cpu_times()
-                total += t.user + t.system
+                t = p.cpu_times()  # children_*: reaped children, e.g. PostgreSQL backends that exited
+                total += t.user + t.system + t.children_user + t.children_system
             except psutil.NoSuchProcess:
                 pass
         out[name] = total
@@ -98,9 +98,11 @@ def measure(s, api_workers: int, args) -> dict:
     asyncio.run(_run(s.url, tenant, body, args.warmup, args.concurrency, args.timeout))  # warm-up: not counted
     drain_queues(s, args.drain_timeout)
     load = common.load_average()
+    pg_before = common.pg_counters(s.env["DATABASE_URL"])
     before = cpu_snapshot(s)
     res = asyncio.run(_run(s.url, tenant, body, args.requests, args.concurrency, args.timeout))
     after = cpu_snapshot(s)
+    pg = common.counter_delta(pg_before, common.pg_counters(s.env["DATABASE_URL"]))
     server_cpu = {k: round(after.get(k, 0) - before.get(k, 0), 2) for k in after}
     ok = len(res["latencies"])
     lat = common.summary_ms(res["latencies"])
@@ -117,6 +119,8 @@ def measure(s, api_workers: int, args) -> dict:
         "client_cpu_s": round(res["client_cpu_s"], 2),
         "client_cpu_pct_of_one_core": round(100 * res["client_cpu_s"] / res["wall_s"], 1),
         "server_cpu_s": server_cpu,
+        "server_cpu_ms_per_submission": {k: round(1000 * v / max(ok, 1), 2) for k, v in server_cpu.items()},
+        "postgres_counters": pg,
         "load_average_before": load,
         "previous_queues_drained": drained,
     }
@@ -131,13 +135,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--archive", default="square.zip")
     ap.add_argument("--timeout", type=float, default=600, help="bound of each measured batch, seconds")
     ap.add_argument("--drain-timeout", type=float, default=180)
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="service setting for this run (repeatable), e.g. --env DB_POOL_MIN=10")
     args = ap.parse_args(argv)
+    overrides = dict(kv.split("=", 1) for kv in args.env)
     started = common.machine()
     print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs)")
     print(f"[{NAME}] simulation workers are STOPPED during the measurement (SUMO does not compete for the CPUs); "
           "control workers, sweeper, PostgreSQL and Redis run as usual")
     runs = []
-    with common.stack(NAME) as s:
+    if overrides:
+        print(f"[{NAME}] settings overridden for this run: {overrides}")
+    with common.stack(NAME, env=overrides) as s:
         common.stop_simulations(s)
         for w in [int(x) for x in args.api_workers.split(",") if x.strip()]:
             print(f"[{NAME}] api_workers={w}: {args.warmup} warm-up + {args.requests} measured requests, {args.concurrency} concurrent")
@@ -150,9 +159,12 @@ def main(argv=None) -> dict:
                      f"{c.get('api')}/{c.get('workers')}/{c.get('postgres')}/{c.get('redis')} in {r['wall_s']} s"))
     common.print_table(f"POST /jobs ({args.archive}), {args.concurrency} concurrent clients, simulation workers stopped", rows)
     for r in runs:
+        pg = r["postgres_counters"]
+        print(f"  api_workers={r['api_workers']}: server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
+              f"PostgreSQL sessions opened {pg['sessions']}, commits {pg['xact_commit']} during {r['ok']} submissions")
         if r["errors"]:
             print(f"  api_workers={r['api_workers']} errors: {r['error_kinds']}")
-    result = {"benchmark": NAME, "machine": started, "simulation_workers": "stopped", "runs": runs}
+    result = {"benchmark": NAME, "machine": started, "simulation_workers": "stopped", "settings_overridden": overrides, "runs": runs}
     common.write_result(NAME, result)
     return result
 

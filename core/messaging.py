@@ -45,7 +45,14 @@ QUEUES = sorted({r.queue for r in ROUTES.values()})
 #: consumers polling every 100 ms notice within seconds.
 MAINTENANCE_CHANCE = 20_000
 
+#: A lost admission message blocks new ones for at most this long (the sweeper forces sooner).
+ADMISSION_PENDING_TTL = 60
+
 _brokers: dict[str, RedisBroker] = {}
+
+
+def _pending_key(tenant_id: str) -> str:
+    return f"sumo-k8:admission-pending:{tenant_id}"
 
 
 def get_broker(settings: Settings) -> RedisBroker:
@@ -90,7 +97,20 @@ class MessageBus:
         self.broker.enqueue(message, delay=delay_ms)
 
     def request_admission(self, tenant_id: str) -> None:
-        self._send("admit_tenant", tenant_id)
+        """Ask for an admission pass over ``tenant_id``'s queue, at most one pending per tenant.
+
+        One pass admits everything that fits, so further requests while one
+        is pending add nothing but queue depth — and would put one tenant's
+        deep queue in front of every other tenant's.  The pending marker is
+        cleared by the actor as it starts (:meth:`admission_started`), so a
+        job committed after that sends a new request.  A marker whose message
+        was lost expires after ADMISSION_PENDING_TTL; the sweeper then re-sends.
+        """
+        if self.broker.client.set(_pending_key(tenant_id), 1, nx=True, ex=ADMISSION_PENDING_TTL):
+            self._send("admit_tenant", tenant_id)
+
+    def admission_started(self, tenant_id: str) -> None:
+        self.broker.client.delete(_pending_key(tenant_id))
 
     def start_job(self, job_id: str) -> None:
         self._send("start_job", job_id)
@@ -104,8 +124,8 @@ class MessageBus:
     def publish_status(self, event: StatusEvent) -> None:
         self._send("apply_status", event.to_message())
 
-    def collect_results(self, job_id: str) -> None:
-        self._send("collect_results", job_id)
+    def collect_results(self, job_id: str, *, delay_ms: int | None = None) -> None:
+        self._send("collect_results", job_id, delay_ms=delay_ms)
 
     def run_simulation(self, job_id: str) -> None:
         self._send("run_simulation", job_id)

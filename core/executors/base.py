@@ -29,6 +29,10 @@ class JobSpec:
         return self.result_prefix + LOG_NAME
 
 
+class StillRunning(RuntimeError):
+    """The executor has not stopped the job yet (e.g. a cancel is in progress); collect later."""
+
+
 @dataclass(frozen=True)
 class CollectedResults:
     """What a finished job left behind, after it was copied to the result store."""
@@ -66,7 +70,11 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
-        """Copy the finished job's outputs and log into ``store``; safe to repeat."""
+        """Copy the finished job's outputs and log into ``store``; safe to repeat.
+
+        Raises :class:`StillRunning` while the run has not stopped (a job can be
+        CANCELLED in the database before its process is gone); the caller retries.
+        """
 
     @abc.abstractmethod
     def release(self, spec: JobSpec) -> None:

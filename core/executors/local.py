@@ -14,9 +14,9 @@ import os
 import shutil
 from pathlib import Path
 
-from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec
+from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec, StillRunning
 from core.executors.local_runner import LocalRunner, WorkDir
-from core.executors.local_slots import SlotPool
+from core.executors.local_slots import SlotPool, try_lock_file
 from core.messaging import MessageBus
 from core.storage.base import ObjectStore
 
@@ -61,6 +61,16 @@ class LocalExecutor(Executor):
 
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
         wd = self._wd(spec.job_id)
+        lock = try_lock_file(wd.lock) if wd.root.exists() else None
+        if wd.root.exists() and lock is None:
+            raise StillRunning(f"job {spec.job_id} is still being stopped")
+        try:
+            return self._collect(spec, wd, store)
+        finally:
+            if lock is not None:
+                os.close(lock)
+
+    def _collect(self, spec: JobSpec, wd: WorkDir, store: ObjectStore) -> CollectedResults:
         files: list[dict] = []
         if wd.run_dir.is_dir():
             manifest = json.loads(wd.manifest.read_text()) if wd.manifest.exists() else {}

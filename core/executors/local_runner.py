@@ -158,6 +158,7 @@ class LocalRunner:
             argv += ["--log", "/dev/stdout"]
         env = dict(os.environ)
         env.setdefault("SUMO_HOME", str(Path(self.sumo_binary).resolve().parent.parent))
+        log_out = open(wd.log, "ab", buffering=0)  # opened before the child exists: the pump can always write
         started = now()
         proc = subprocess.Popen(
             argv,
@@ -170,7 +171,7 @@ class LocalRunner:
         )
         log.info("job %s: started %s (pid %d)", spec.job_id, " ".join(argv), proc.pid)
         self.publish(StatusEvent(spec.job_id, JobStatus.RUNNING, started))
-        pump = threading.Thread(target=_pump, args=(proc.stdout, wd.log), daemon=True)
+        pump = threading.Thread(target=_pump, args=(proc.stdout, log_out), daemon=True)
         pump.start()
 
         deadline = time.monotonic() + spec.deadline_seconds
@@ -196,6 +197,7 @@ class LocalRunner:
                 code = proc.wait()
                 break
         pump.join(timeout=10)
+        log_out.close()
         if log_file is not None and wd.log.exists():
             shutil.copyfile(wd.log, log_file)
         if outcome is not None:
@@ -212,11 +214,20 @@ class LocalRunner:
         )
 
 
-def _pump(stream, dest: Path) -> None:
-    """Copy the child's output to the log file as it arrives (unbuffered, so followers see it)."""
-    with open(dest, "ab", buffering=0) as out:
-        while chunk := stream.read1(65536):
-            out.write(chunk)
+def _pump(stream, out) -> None:
+    """Copy the child's output to the log as it arrives (unbuffered, so followers see it).
+
+    The pipe is drained to the end whatever happens to the file: a child
+    blocked on a full pipe would otherwise hang until its deadline.
+    """
+    writable = True
+    while chunk := stream.read1(65536):
+        if writable:
+            try:
+                out.write(chunk)
+            except OSError:
+                log.exception("log file unwritable; discarding the rest of the output")
+                writable = False
 
 
 def _stop(proc: subprocess.Popen) -> None:

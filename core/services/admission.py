@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
     """Admit what fits of ``tenant_id``'s queue; returns the admitted job ids."""
+    ctx.bus.admission_started(tenant_id)
     with ctx.uow() as uow:
         tenant = uow.tenants.get(tenant_id, lock=True)
         if tenant is None:

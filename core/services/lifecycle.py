@@ -6,12 +6,14 @@ loads the row under a lock, asks the state machine, and writes what it says.
 from __future__ import annotations
 
 import logging
+from core.executors.base import StillRunning
 from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel, fail
 from core.results import parse_statistics
 from core.services.context import Context, utcnow
 from core.services.errors import NotFound
 
 log = logging.getLogger(__name__)
+COLLECT_RETRY_MS = 500
 
 
 def _state(row: dict) -> JobState:
@@ -115,7 +117,12 @@ def collect_results(ctx: Context, job_id: str) -> None:
     job, spec = spec_for(ctx, job_id)
     if job is None or not JobStatus(job["status"]).is_terminal or job["results_collected_at"] is not None:
         return
-    collected = ctx.executor.collect(spec, ctx.store)
+    try:
+        collected = ctx.executor.collect(spec, ctx.store)
+    except StillRunning as exc:
+        log.info("job %s: %s; collecting again shortly", job_id, exc)
+        ctx.bus.collect_results(job_id, delay_ms=COLLECT_RETRY_MS)
+        return
     kpis = parse_statistics(collected.statistics) if collected.statistics else None
     now = utcnow()
     with ctx.uow() as uow:

@@ -207,6 +207,25 @@ def test_unknown_result_file_is_404(api, pair):
     assert "no-such-file.xml" in r.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "method,path,kw",
+    [
+        ("GET", "/auth/tenants/a%00b", {}),
+        ("PATCH", "/auth/tenants/a%00b", {"json": {"max_cpu": 2}}),
+        ("POST", "/auth/regenerate-key", {"json": {"tenant_id": "a\x00b"}}),
+        ("GET", "/auth/tenants", {"params": {"cursor": "a\x00b"}}),
+        ("GET", "/admin/jobs", {"params": {"tenant_id": "a\x00b"}}),
+    ],
+    ids=["get-tenant", "patch-tenant", "regenerate-key", "tenants-cursor", "admin-jobs-tenant"],
+)
+def test_nul_byte_in_tenant_id_is_not_a_server_error(api, method, path, kw):
+    """PostgreSQL refuses NUL in text; the API must answer 404/422, not 500."""
+    # own connection: after a 500 the server drops the keep-alive connection of the shared client
+    with httpx.Client(base_url=str(api.http.base_url), timeout=httpx.Timeout(20)) as http:
+        r = http.request(method, path, headers=api.admin, **kw)
+    assert r.status_code in (404, 422), (method, path, r.status_code, r.text)
+
+
 # ----------------------------------------------------------------- key rotation
 
 

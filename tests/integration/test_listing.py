@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 import pytest
 
 from tests.integration.harness import TERMINAL, Api, wait_until
@@ -37,6 +38,12 @@ def all_pages(api: Api, path: str, headers: dict, limit: int, **params) -> list[
         if cursor is None:
             return pages
     raise AssertionError("pagination did not end")
+
+
+def fresh_get(api: Api, path: str, params: dict, headers: dict) -> httpx.Response:
+    """A GET on its own connection: after a 500 the server drops the keep-alive connection."""
+    with httpx.Client(base_url=str(api.http.base_url), timeout=httpx.Timeout(20)) as http:
+        return http.get(path, params=params, headers=headers)
 
 
 def forged_cursor(values) -> str:
@@ -132,15 +139,15 @@ def test_bad_limit_is_422(api, seven, limit):
     ids=["garbage", "not-base64", "dict", "ints", "bad-date", "one-value", "bad-uuid", "short-uuid"],
 )
 def test_garbage_cursor_is_422(api, seven, cursor):
-    r = api.http.get("/jobs", params={"cursor": cursor}, headers=api.auth(seven[0]))
+    r = fresh_get(api, "/jobs", {"cursor": cursor}, api.auth(seven[0]))
     assert r.status_code == 422, r.text
     assert "cursor" in r.json()["detail"]
 
 
 def test_admin_garbage_cursor_is_422(api):
-    r = api.http.get("/admin/jobs", params={"cursor": "garbage"}, headers=api.admin)
+    r = fresh_get(api, "/admin/jobs", {"cursor": "garbage"}, api.admin)
     assert r.status_code == 422, r.text
-    r = api.http.get("/admin/jobs", params={"cursor": forged_cursor(["2026-01-01T00:00:00+00:00", "not-a-uuid"])}, headers=api.admin)
+    r = fresh_get(api, "/admin/jobs", {"cursor": forged_cursor(["2026-01-01T00:00:00+00:00", "not-a-uuid"])}, api.admin)
     assert r.status_code == 422, r.text
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+import sqlalchemy as sa
+
+from core.db.engine import sqlalchemy_url
 
 from devstack.services import start_redis
 from tests.integration.harness import Api, wait_until
@@ -18,10 +20,6 @@ def _jobs(api: Api, tenant: dict) -> list[dict]:
     return api.http.get("/jobs", params={"limit": 500}, headers=api.auth(tenant)).json()["jobs"]
 
 
-def _admin_jobs(api: Api, tenant: dict) -> list[dict]:
-    return [j for j in api.http.get("/admin/jobs", params={"tenant_id": tenant["tenant_id"], "limit": 500}, headers=api.admin).json()["jobs"]]
-
-
 def _all_succeeded(api, tenant, ids):
     jobs = {j["job_id"]: j for j in _jobs(api, tenant)}
     return set(jobs) == set(ids) and all(j["status"] == "SUCCEEDED" for j in jobs.values()) and jobs
@@ -31,17 +29,30 @@ def test_worker_killed_mid_admission(make_stack):
     stack = make_stack("killed-worker")
     api = Api(stack.url, stack.env["ADMIN_KEY"])
     tenant = api.register(max_concurrent_jobs=3)
-    stack.procs["workers"].kill()  # admission messages now pile up in Redis
+    stack.procs["workers"].kill()  # admission requests now wait in Redis
 
     ids = [api.submit_ok(tenant, "square.zip") for _ in range(12)]
     queues = {q["queue"]: q for q in api.http.get("/admin/queues", headers=api.admin).json()["queues"]}
-    assert queues["admission"]["ready"] == 12
+    assert queues["admission"]["ready"] == 1, "one pending admission pass per tenant"
     assert queues["admission"]["oldest_message_age_seconds"] is not None
 
-    # A worker starts, takes messages, and is SIGKILLed as soon as it has admitted something.
-    victim = stack.start_workers(name="victim")
-    wait_until(lambda: any(j["admitted_at"] for j in _jobs(api, tenant)), 60, "a first admission")
-    victim.kill()
+    # Hold the tenant's row lock so the next admission pass blocks inside its transaction,
+    # then SIGKILL the worker there: truly mid-admission.
+    engine = sa.create_engine(sqlalchemy_url(stack.env["DATABASE_URL"]), poolclass=sa.pool.NullPool)
+    with engine.connect() as holder:
+        holder.execute(sa.text("SELECT 1 FROM tenants WHERE tenant_id = :t FOR UPDATE"), {"t": tenant["tenant_id"]})
+        victim = stack.start_workers(name="victim")
+
+        def blocked() -> int:
+            with engine.connect() as probe:  # a fresh transaction: pg_stat_activity is a per-transaction snapshot
+                return probe.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%FROM tenants%'"
+                )).scalar()
+
+        wait_until(blocked, 60, "the admission pass to block on the tenant lock")
+        victim.kill()
+        holder.rollback()
+    assert all(j["status"] == "QUEUED" for j in _jobs(api, tenant)), "the killed pass committed nothing"
 
     stack.start_workers(name="survivor")
     jobs = wait_until(lambda: _all_succeeded(api, tenant, ids), 180, "every job to succeed after the crash", interval=0.5)

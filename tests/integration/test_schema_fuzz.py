@@ -6,7 +6,9 @@ operation.  The operations are driven one by one with Hypothesis
 (``APIOperation.as_strategy``) rather than through ``schemathesis.pytest.
 from_fixture``: the lazy loader of schemathesis 4.32 sets
 ``request.node._nodeid``, which pytest 9 no longer has (AttributeError).  The
-failures of all operations are collected and reported together.  Each request carries real credentials so the fuzzer gets past
+failures of all operations are collected and reported together.
+
+Each request carries real credentials so the fuzzer gets past
 authentication and reaches the handlers and the database:
 
 * admin-only operations (``/admin/*``, ``POST /auth/register``,
@@ -91,7 +93,7 @@ def test_no_server_errors(fuzz_schema, api, fuzz_tenant):
         strategy = op.as_strategy(GenerationMode.POSITIVE) | op.as_strategy(GenerationMode.NEGATIVE)
 
         @settings(
-            max_examples=60,
+            max_examples=30,
             deadline=None,
             database=None,  # no .hypothesis/ directory in the tree
             phases=[Phase.explicit, Phase.generate, Phase.shrink],
@@ -115,8 +117,8 @@ def test_no_server_errors(fuzz_schema, api, fuzz_tenant):
             failures.append(f"{method} {path}: {type(exc).__name__}: {exc}")
     summary = "\n".join(f"  {op}: {dict(c)}" for op, c in statuses.items())
     print(f"{calls} requests:\n{summary}")
+    assert not failures, "\n\n".join(failures) + f"\n\n{summary}"
     assert calls > 100, f"only {calls} requests were made"
     # the credentials work: every operation answered something other than 401/403 at least once
     locked_out = [op for op, c in statuses.items() if not set(c) - {401, 403}]
     assert not locked_out, f"operations that never got past authentication: {locked_out}\n{summary}"
-    assert not failures, "\n\n".join(failures)

@@ -153,6 +153,8 @@ class Watcher:
                                _request_timeout=(10, self.watch_timeout + 10))
                 try:
                     for line in iter_resp_lines(resp):
+                        if not line.strip():
+                            continue
                         event = json.loads(line)
                         obj = event.get("object") or {}
                         if event.get("type") == "ERROR":
@@ -180,6 +182,9 @@ class Watcher:
                 self.jobs[key] = job
             pods = self._pods_of(job_id)
         event = t.translate_job(job, pods, deleted=kind == "DELETED")
+        if event is not None and event.status.is_terminal and job_id and not pods:
+            pods = self._fetch_pods(key[0], job_id)  # the pod stream has not caught up (or we restarted)
+            event = t.translate_job(job, pods, deleted=kind == "DELETED")
         if event is not None and event.status is JobStatus.FAILED:
             event = self._enrich_failure(event, key[0], pods)
         self._emit(event, t.started_at(t.newest_pod(pods)))
@@ -207,23 +212,25 @@ class Watcher:
         return [p for p in self.pods.values() if job_id and t.simulation_job_id(p) == job_id]
 
     # -- enrichment and de-duplication ----------------------------------------------------------------
+    def _fetch_pods(self, namespace: str, job_id: str) -> list[dict]:
+        try:
+            resp = self.core.list_namespaced_pod(
+                namespace, label_selector=f"{JOB_LABEL}={job_id},{COMPONENT}={SIMULATION}", _preload_content=False)
+        except (ApiException, HTTPError):
+            return []
+        return json.loads(resp.data).get("items") or []
+
     def _enrich_failure(self, event: StatusEvent, namespace: str, pods: list[dict]) -> StatusEvent:
         """Add the exit code (from a fresh pod list if our cache lags) and the log's last lines."""
         from dataclasses import replace
 
+        if event.exit_code is None and pods:
+            fresh = self._fetch_pods(namespace, event.job_id)
+            job = self._job_by_id(event.job_id)
+            again = t.translate_job(job, fresh) if fresh and job else None
+            if again is not None and again.exit_code is not None:
+                event, pods = replace(again, at=event.at), fresh
         pod = t.newest_pod(pods)
-        if event.exit_code is None:
-            try:
-                fresh = json.loads(self.core.list_namespaced_pod(
-                    namespace, label_selector=f"{JOB_LABEL}={event.job_id},{COMPONENT}={SIMULATION}",
-                    _preload_content=False).data).get("items") or []
-            except (ApiException, HTTPError):
-                fresh = []
-            if fresh:
-                pod = t.newest_pod(fresh)
-                again = t.translate_job(self._job_by_id(event.job_id) or {}, fresh)
-                if again is not None and again.exit_code is not None:
-                    event = replace(again, at=event.at)
         tail = self._log_tail(namespace, pod) if pod else None
         return replace(event, log_tail=tail) if tail else event
 
