@@ -97,10 +97,10 @@ class Stack:
     def service(self, name: str) -> Service:
         return next(s for s in self.services if s.name == name)
 
-    def proc(self, name: str, argv: list[str]) -> Proc:
+    def proc(self, name: str, argv: list[str], **env: str) -> Proc:
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        proc = Proc(name, argv, self.env, None if self.env.get("SUMO_K8_LOG_TO_CONSOLE") else log_dir / f"{name}.log")
+        proc = Proc(name, argv, {**self.env, **env}, None if self.env.get("SUMO_K8_LOG_TO_CONSOLE") else log_dir / f"{name}.log")
         self.procs[name] = proc
         return proc
 
@@ -113,7 +113,9 @@ class Stack:
         return self.proc(name, _dramatiq(CONTROL_QUEUES, processes, threads)).start()
 
     def start_simulation_workers(self, name: str = "simulations", threads: int = 2) -> Proc:
-        return self.proc(name, _dramatiq(SIM_QUEUES, 1, threads)).start()
+        # A simulation holds its thread for minutes: take one message per free thread, never hoard
+        # messages another idle process could run (Dramatiq prefetches 2 per thread by default).
+        return self.proc(name, _dramatiq(SIM_QUEUES, 1, threads), dramatiq_queue_prefetch="1").start()
 
     def start_sweeper(self) -> Proc:
         return self.proc("sweeper", [sys.executable, "-m", "workers.sweeper"]).start()
