@@ -26,7 +26,7 @@ def validate_tenant_id(tenant_id: str) -> str:
     """Return ``tenant_id`` if usable, else raise InvalidTenantId saying why."""
     if not 1 <= len(tenant_id) <= 63 - len(NAMESPACE_PREFIX):
         raise InvalidTenantId(f"tenant_id must be 1 to {63 - len(NAMESPACE_PREFIX)} characters long")
-    if not DNS_LABEL.match(tenant_id):
+    if not DNS_LABEL.fullmatch(tenant_id):
         raise InvalidTenantId(
             "tenant_id must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"
         )

@@ -190,8 +190,9 @@ class KubernetesExecutor(Executor):
                 raise ValueError(str(exc)) from exc
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                for rel in scenario.files:
-                    zf.write(run / rel, rel)
+                for rel in scenario.files:  # fixed timestamps: a re-delivered start re-creates identical chunks
+                    zf.writestr(zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0)), (run / rel).read_bytes(),
+                                compress_type=zipfile.ZIP_DEFLATED)
             return buf.getvalue(), scenario.config_file, scenario.log_file
 
     def _create_quota_aware(self, spec: JobSpec, create, body: dict) -> None:
@@ -276,12 +277,17 @@ class KubernetesExecutor(Executor):
         if pod is None:
             self._create_quota_aware(spec, self.core.create_namespaced_pod, m.collector_pod(spec, image=self.settings.sumo_image))
 
-        def finished():
-            p = _ok(self.core.read_namespaced_pod, name, ns, allow=(404,))
-            return p.status.phase if p is not None and p.status.phase in ("Succeeded", "Failed") else None
+        def phase_past(*phases):
+            def check():
+                p = _ok(self.core.read_namespaced_pod, name, ns, allow=(404,))
+                return p.status.phase if p is not None and p.status.phase not in phases else None
+            return check
 
-        phase = wait_until(f"collector pod {ns}/{name}", finished, COLLECT_TIMEOUT)
-        text = self.core.read_namespaced_pod_log(name, ns, _preload_content=False).data.decode()
+        wait_until(f"collector pod {ns}/{name} started", phase_past("Pending"), COLLECT_TIMEOUT)
+        # Follow the log while it is written: the kubelet's follow survives its log rotation.
+        text = self.core.read_namespaced_pod_log(name, ns, follow=True, _preload_content=False,
+                                                 _request_timeout=COLLECT_TIMEOUT).data.decode()
+        phase = wait_until(f"collector pod {ns}/{name} finished", phase_past("Pending", "Running"), COLLECT_TIMEOUT)
         if phase != "Succeeded":
             raise RuntimeError(f"collector pod {name} failed: {text[-2000:]}")
         return text
