@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -85,7 +86,8 @@ def run_through_service(s, tenant: dict, archive: Path, poll: float, timeout: fl
                 raise TimeoutError(f"results of {job_id} not collected after {timeout}s")
             time.sleep(poll)
         collected = time.perf_counter()
-    return {"job_id": job_id, "accepted_s": accepted - t0, "running_seen_s": (seen_running or succeeded) - t0,
+    sumo_s = (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
+    return {"job_id": job_id, "accepted_s": accepted - t0, "sumo_in_service_s": sumo_s, "outside_sumo_s": collected - t0 - sumo_s, "running_seen_s": (seen_running or succeeded) - t0,
             "succeeded_s": succeeded - t0, "collected_s": collected - t0, "files": len(r.json()["files"]),
             "started_at": job.get("started_at"), "finished_at": job.get("finished_at")}
 
@@ -119,17 +121,25 @@ def main(argv=None) -> dict:
     svc_running = med(r["running_seen_s"] for r in service_runs)
     alone = med(sumo_runs)
     overhead = 100 * (svc_collected - alone) / alone
+    inside = med(r["sumo_in_service_s"] for r in service_runs)
+    outside = med(r["outside_sumo_s"] for r in service_runs)
+    outside_pct = 100 * outside / alone
     rows = [("measure", "median s", "runs s")]
     rows.append(("sumo alone", f"{alone:.2f}", ", ".join(f"{x:.2f}" for x in sumo_runs)))
     rows.append(("service: submit → RUNNING seen", f"{svc_running:.2f}", ", ".join(f"{r['running_seen_s']:.2f}" for r in service_runs)))
     rows.append(("service: submit → SUCCEEDED seen", f"{svc_succeeded:.2f}", ", ".join(f"{r['succeeded_s']:.2f}" for r in service_runs)))
     rows.append(("service: submit → results collected", f"{svc_collected:.2f}", ", ".join(f"{r['collected_s']:.2f}" for r in service_runs)))
-    rows.append(("overhead (collected vs alone)", f"{overhead:+.1f} %", f"{svc_collected - alone:+.2f} s"))
+    rows.append(("  of which SUMO running (job started_at → finished_at)", f"{inside:.2f}", ", ".join(f"{r['sumo_in_service_s']:.2f}" for r in service_runs)))
+    rows.append(("  of which outside SUMO (submit, admission, start, status, collect)", f"{outside:.2f}", ", ".join(f"{r['outside_sumo_s']:.2f}" for r in service_runs)))
+    rows.append(("overhead (collected vs alone, medians)", f"{overhead:+.1f} %", f"{svc_collected - alone:+.2f} s"))
+    rows.append(("overhead (time outside SUMO / sumo alone)", f"{outside_pct:+.1f} %", f"{outside:+.2f} s"))
     common.print_table(f"{ARCHIVE}: service end to end vs sumo alone ({args.runs} interleaved runs each)", rows)
     result = {"benchmark": NAME, "machine": started, "archive": ARCHIVE, "sumo_binary": sumo,
               "service_runs": service_runs, "sumo_alone_s": sumo_runs,
               "median": {"sumo_alone_s": alone, "service_running_seen_s": svc_running,
-                         "service_succeeded_s": svc_succeeded, "service_collected_s": svc_collected},
+                         "service_succeeded_s": svc_succeeded, "service_collected_s": svc_collected,
+                         "sumo_in_service_s": inside, "outside_sumo_s": outside},
+              "overhead_outside_sumo_pct": round(outside_pct, 2),
               "overhead_pct": round(overhead, 2), "overhead_s": round(svc_collected - alone, 3)}
     common.write_result(NAME, result)
     return result

@@ -157,7 +157,7 @@ def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_worker
         env.setdefault("PYTHONUNBUFFERED", "1")
         settings = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
         migrate(settings.database_url)
-        port = int(env.get("PORT") or free_port())
+        port = settings.port or free_port()  # PORT=0: any free port (tests run several stacks)
         env["PORT"] = str(port)
         stack = Stack(data_dir, env, port, services)
         stack.start_workers()

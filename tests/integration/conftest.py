@@ -22,6 +22,7 @@ BASE_ENV = {
     "MAX_FILE_SIZE_MB": "5",
     "MAX_UNCOMPRESSED_MB": "64",
     "LOG_LEVEL": "INFO",
+    "PORT": "0",
     "DATABASE_URL": "",
     "REDIS_URL": "",
 }

@@ -113,7 +113,8 @@ def test_no_server_errors(fuzz_schema, api, fuzz_tenant):
 
         try:
             run()
-        except Exception as exc:  # noqa: BLE001 - collect every operation's failure, report all at the end
+        # schemathesis' FailureGroup is a BaseExceptionGroup, not an Exception
+        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect every operation's failure
             failures.append(f"{method} {path}: {type(exc).__name__}: {exc}")
     summary = "\n".join(f"  {op}: {dict(c)}" for op, c in statuses.items())
     print(f"{calls} requests:\n{summary}")
