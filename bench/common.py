@@ -28,6 +28,7 @@ OUT = Path(__file__).resolve().parent / "out"
 #: The service's defaults except what a throw-away local stack needs.
 BASE_ENV = {
     "ADMIN_KEY": "bench-admin-key",
+    "PORT": "0",
     "EXECUTOR": "local",
     "LOG_LEVEL": "INFO",
     "DATABASE_URL": "",

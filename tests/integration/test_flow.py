@@ -120,3 +120,26 @@ def test_failing_simulation_reports_exit_code_and_log_tail(api, tenant):
     assert "no_such_edge" in job["error"], "the error carries the log's last lines"
     results = api.wait_results(tenant, job_id)
     assert "sumo.log" in {f["name"] for f in results["files"]}
+
+
+def test_a_long_log_streams_whole_in_bounded_events(api, tenant):
+    """~1 MB of step log: the stream sends it in bounded chunks and ends; nothing is lost."""
+    import io
+
+    src = zipfile.ZipFile(ZIPS / "square.zip")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.endswith(".sumocfg"):
+                data = data.replace(b"<time>", b'<time><step-length value="0.01"/>')
+                data = data.replace(b"</configuration>", b'<report><step-log.period value="1"/></report></configuration>')
+            out.writestr(name, data)
+    job_id = api.submit_ok(tenant, buf.getvalue())
+    events = read_sse(api, tenant, job_id)
+    assert json.loads(events[-1]["data"])["status"] == "SUCCEEDED"
+    log_events = [e for e in events if e.get("event") == "log"]
+    assert len(log_events) >= 3, "the log came in several bounded events"
+    assert int(log_events[-1]["id"]) > 500_000
+    whole = api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"]
+    assert _lines("".join(e["data"] for e in log_events)) == _lines(whole)
