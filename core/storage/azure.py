@@ -8,7 +8,6 @@ credential-less connection string nothing can sign and it returns None.
 from __future__ import annotations
 
 import datetime as _dt
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,25 +57,17 @@ class AzureBlobStore(ObjectStore):
         self.service = service_client
         self.container_name = container
         self.container = self.service.get_container_client(container)
-        self._container_ready = False
-        self._lock = threading.Lock()
 
     # -- container ------------------------------------------------------------
-    def _ensure_container(self) -> None:
-        if self._container_ready:
-            return
-        with self._lock:
-            if self._container_ready:
-                return
-            try:
-                self.container.create_container()
-            except ResourceExistsError:
-                pass
-            self._container_ready = True
+    def _create_namespace(self) -> None:
+        try:
+            self.container.create_container()
+        except ResourceExistsError:
+            pass
 
     def _blob(self, key: str):
         check_key(key)
-        self._ensure_container()
+        self._ensure_ready()
         return self.container.get_blob_client(key)
 
     # -- writes ---------------------------------------------------------------
@@ -113,7 +104,7 @@ class AzureBlobStore(ObjectStore):
         return int(props.size)
 
     def list(self, prefix: str) -> list[ObjectInfo]:
-        self._ensure_container()
+        self._ensure_ready()
         out = [
             ObjectInfo(key=item.name, size=int(item.size))
             for item in self.container.list_blobs(name_starts_with=prefix or None)

@@ -9,6 +9,7 @@ path can never escape the store's root.
 from __future__ import annotations
 
 import abc
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -41,6 +42,21 @@ class ObjectStore(abc.ABC):
 
     #: The value of ``storage_type`` reported by the results endpoint.
     kind: str = "abstract"
+
+    _ready = False
+    _ready_lock = threading.Lock()
+
+    def _ensure_ready(self) -> None:
+        """Create the bucket/container on first use, once per store object (thread-safe)."""
+        if self._ready:
+            return
+        with self._ready_lock:
+            if not self._ready:
+                self._create_namespace()
+                self._ready = True
+
+    def _create_namespace(self) -> None:
+        """Create the bucket or container if it is missing (backends that have one override this)."""
 
     @abc.abstractmethod
     def put_file(self, key: str, path: Path) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as _dt
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -73,26 +72,18 @@ class GCSStore(ObjectStore):
                 client = storage.Client(project=project or None)
         self.client = client
         self._bucket = self.client.bucket(bucket)
-        self._bucket_ready = False
-        self._lock = threading.Lock()
 
     # -- bucket -------------------------------------------------------------
-    def _ensure_bucket(self) -> None:
-        if self._bucket_ready:
-            return
-        with self._lock:
-            if self._bucket_ready:
-                return
-            if self.client.lookup_bucket(self.bucket_name) is None:
-                try:
-                    self.client.create_bucket(self.bucket_name)
-                except gexc.Conflict:
-                    pass  # created concurrently by another process
-            self._bucket_ready = True
+    def _create_namespace(self) -> None:
+        if self.client.lookup_bucket(self.bucket_name) is None:
+            try:
+                self.client.create_bucket(self.bucket_name)
+            except gexc.Conflict:
+                pass  # created concurrently by another process
 
     def _blob(self, key: str) -> storage.Blob:
         check_key(key)
-        self._ensure_bucket()
+        self._ensure_ready()
         return self._bucket.blob(key)
 
     # -- writes ---------------------------------------------------------------
@@ -119,14 +110,7 @@ class GCSStore(ObjectStore):
 
     # -- reads ----------------------------------------------------------------
     def iter_bytes(self, key: str, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
-        check_key(key)
-        self._ensure_bucket()
-        try:
-            blob = self._bucket.get_blob(key)
-        except gexc.NotFound:
-            blob = None
-        if blob is None:
-            raise ObjectNotFound(key)
+        blob = self._existing_blob(key)
         total = int(blob.size or 0)
         generation = blob.generation
         fetch = max(chunk_size, _FETCH_SIZE)
@@ -149,18 +133,22 @@ class GCSStore(ObjectStore):
         return gen()
 
     def size(self, key: str) -> int:
+        return int(self._existing_blob(key).size or 0)
+
+    def _existing_blob(self, key: str):
+        """The blob's metadata; ObjectNotFound when it does not exist."""
         check_key(key)
-        self._ensure_bucket()
+        self._ensure_ready()
         try:
             blob = self._bucket.get_blob(key)
         except gexc.NotFound:
             blob = None
         if blob is None:
             raise ObjectNotFound(key)
-        return int(blob.size or 0)
+        return blob
 
     def list(self, prefix: str) -> list[ObjectInfo]:
-        self._ensure_bucket()
+        self._ensure_ready()
         out = [
             ObjectInfo(key=blob.name, size=int(blob.size or 0))
             for blob in self.client.list_blobs(self.bucket_name, prefix=prefix or None)

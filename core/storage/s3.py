@@ -7,7 +7,6 @@ need no DNS.  The bucket is created on first use if it does not exist.
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -66,46 +65,38 @@ class S3Store(ObjectStore):
             )
         self.client = client
         self._transfer = TransferConfig(multipart_chunksize=8 * CHUNK_SIZE, max_concurrency=4)
-        self._bucket_ready = False
-        self._lock = threading.Lock()
 
     # -- bucket -------------------------------------------------------------
-    def _ensure_bucket(self) -> None:
-        if self._bucket_ready:
-            return
-        with self._lock:
-            if self._bucket_ready:
-                return
+    def _create_namespace(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _error_code(exc) not in _NOT_FOUND_CODES:
+                raise
+            kwargs: dict[str, Any] = {"Bucket": self.bucket}
+            if self.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
             try:
-                self.client.head_bucket(Bucket=self.bucket)
-            except ClientError as exc:
-                if _error_code(exc) not in _NOT_FOUND_CODES:
+                self.client.create_bucket(**kwargs)
+            except ClientError as create_exc:
+                if _error_code(create_exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
-                kwargs: dict[str, Any] = {"Bucket": self.bucket}
-                if self.region != "us-east-1":
-                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-                try:
-                    self.client.create_bucket(**kwargs)
-                except ClientError as create_exc:
-                    if _error_code(create_exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                        raise
-            self._bucket_ready = True
 
     # -- writes ---------------------------------------------------------------
     def put_file(self, key: str, path: Path) -> None:
         check_key(key)
-        self._ensure_bucket()
+        self._ensure_ready()
         self.client.upload_file(str(path), self.bucket, key, Config=self._transfer)
 
     def put_stream(self, key: str, stream: BinaryIO) -> None:
         check_key(key)
-        self._ensure_bucket()
+        self._ensure_ready()
         self.client.upload_fileobj(stream, self.bucket, key, Config=self._transfer)
 
     # -- reads ----------------------------------------------------------------
     def iter_bytes(self, key: str, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
         check_key(key)
-        self._ensure_bucket()
+        self._ensure_ready()
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if start > 0:
             kwargs["Range"] = f"bytes={start}-"
@@ -133,7 +124,7 @@ class S3Store(ObjectStore):
 
     def size(self, key: str) -> int:
         check_key(key)
-        self._ensure_bucket()
+        self._ensure_ready()
         try:
             response = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
@@ -143,7 +134,7 @@ class S3Store(ObjectStore):
         return int(response["ContentLength"])
 
     def list(self, prefix: str) -> list[ObjectInfo]:
-        self._ensure_bucket()
+        self._ensure_ready()
         out = []
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
@@ -165,7 +156,7 @@ class S3Store(ObjectStore):
 
     def presigned_url(self, key: str, expires_seconds: int = 3600) -> str | None:
         check_key(key)
-        self._ensure_bucket()
+        self._ensure_ready()
         return self.client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": key},
