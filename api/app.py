@@ -7,8 +7,6 @@ without internals.
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.limits import BodySizeLimit
-from api.metrics import observe
+from api.metrics import AccessMetrics
 from api.routes import admin, auth, health, jobs, tenants
 from core.db.repository import InvalidCursor
 from core.scenario import ScenarioError
@@ -64,16 +62,6 @@ def create_app() -> FastAPI:
         log.exception("request %s %s %s failed", request_id, request.method, request.url.path)
         return JSONResponse({"detail": "internal error", "request_id": request_id}, status_code=500)
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next):
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        observe(request.method, getattr(route, "path", "unmatched"), response.status_code, started)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
-
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -82,6 +70,7 @@ def create_app() -> FastAPI:
             allow_headers=["*"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_file_size_mb * 1024 * 1024)
+    app.add_middleware(AccessMetrics)
     return app
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core.domain.tenants import TENANT_ID_PATTERN
+
 LIMIT = dict(ge=1, le=10_000)
 
 
@@ -23,7 +25,7 @@ class TenantPatch(BaseModel):
 
 
 class RegenerateKey(BaseModel):
-    tenant_id: str = Field(..., min_length=1, max_length=63)
+    tenant_id: str = Field(..., min_length=1, max_length=63, pattern=TENANT_ID_PATTERN)
 
 
 class Tenant(BaseModel):

@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import Caller, admin_only, context
 from api.routes.jobs import STATUS_VALUES
 from api.schemas import AdminJobList, job_json
+from core.domain.tenants import TENANT_ID_PATTERN
 from core.services import queries
 from core.services.context import Context
 
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 @router.get("/jobs", response_model=AdminJobList)
 async def all_jobs(
     status: str | None = Query(None, pattern=f"^({STATUS_VALUES})$"),
-    tenant_id: str | None = Query(None, max_length=63),
+    tenant_id: str | None = Query(None, max_length=63, pattern=TENANT_ID_PATTERN),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = Query(None, max_length=200),
     _: Caller = Depends(admin_only),

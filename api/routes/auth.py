@@ -1,13 +1,16 @@
 """Tenant registration and keys (``/auth``)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Caller, admin_only, context, tenant_or_admin
 from api.schemas import RegenerateKey, Tenant, TenantCreate, TenantList, TenantPatch, TenantWithKey, tenant_json
+from core.domain.tenants import TENANT_ID_PATTERN
 from core.services import tenants
 from core.services.context import Context
+
+TenantIdPath = Path(..., max_length=63, pattern=TENANT_ID_PATTERN)
 
 router = APIRouter(prefix="/auth", tags=["tenants"])
 
@@ -30,7 +33,7 @@ async def regenerate_key(body: RegenerateKey, caller: Caller = Depends(tenant_or
 @router.get("/tenants", response_model=TenantList)
 async def list_tenants(
     limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = Query(None, max_length=100, description="next_cursor of the previous page"),
+    cursor: str | None = Query(None, max_length=63, pattern=TENANT_ID_PATTERN, description="next_cursor of the previous page"),
     _: Caller = Depends(admin_only),
     ctx: Context = Depends(context),
 ):
@@ -39,13 +42,13 @@ async def list_tenants(
 
 
 @router.get("/tenants/{tenant_id}", response_model=Tenant)
-async def get_tenant(tenant_id: str, caller: Caller = Depends(tenant_or_admin), ctx: Context = Depends(context)):
+async def get_tenant(tenant_id: str = TenantIdPath, caller: Caller = Depends(tenant_or_admin), ctx: Context = Depends(context)):
     _own_or_admin(caller, tenant_id)
     return tenant_json(await run_in_threadpool(tenants.get, ctx, tenant_id))
 
 
 @router.patch("/tenants/{tenant_id}", response_model=Tenant)
-async def patch_tenant(tenant_id: str, body: TenantPatch, _: Caller = Depends(admin_only), ctx: Context = Depends(context)):
+async def patch_tenant(body: TenantPatch, tenant_id: str = TenantIdPath, _: Caller = Depends(admin_only), ctx: Context = Depends(context)):
     changes = body.model_dump(exclude_none=True)
     return tenant_json(await run_in_threadpool(tenants.update_limits, ctx, tenant_id, changes))
 

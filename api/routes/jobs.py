@@ -28,7 +28,7 @@ STATUS_VALUES = "|".join(s.value for s in JobStatus)
 
 @router.post("/jobs", status_code=202, response_model=JobAccepted)
 async def submit_job(
-    scenario_id: str = Form(..., min_length=1, max_length=200),
+    scenario_id: str = Form(..., min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$", description="A name of yours; no control characters"),
     cpu_request: int = Form(..., ge=1, le=1000),
     memory_gi: int = Form(..., ge=1, le=10_000),
     sumo_files: UploadFile = File(..., description="ZIP archive with the scenario and its .sumocfg"),
@@ -74,7 +74,8 @@ async def get_job(
 ):
     row = await run_in_threadpool(queries.job_view, ctx, str(job_id), caller.tenant_id)
     etag = f'W/"{row["version"]}-{row["queue_position"] or 0}"'
-    if request.headers.get("if-none-match") == etag:
+    presented = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
+    if etag in presented or "*" in presented:
         return Response(status_code=304, headers={"ETag": etag})
     return JSONResponse(_jsonable(job_json(row)), headers={"ETag": etag, "Cache-Control": "no-cache"})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
@@ -37,7 +38,7 @@ def decode_cursor(cursor: str) -> list:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
         if not isinstance(values, list) or len(values) != 2:
             raise ValueError
-        return [datetime.fromisoformat(values[0]), str(values[1])]
+        return [datetime.fromisoformat(values[0]), str(uuid.UUID(str(values[1])))]
     except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidCursor("cursor is not a value returned as next_cursor by this endpoint") from None
 

@@ -11,7 +11,9 @@ import hmac
 import re
 import secrets
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: What a tenant id looks like; the API uses it to refuse malformed ids in paths and queries early.
+TENANT_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_LABEL = re.compile(TENANT_ID_PATTERN)
 NAMESPACE_PREFIX = "sumo-"
 RESERVED_EXACT = {"default", "kube-system", "kube-public", "kube-node-lease", "sumo-k8", "sumo-k8-system"}
 RESERVED_PREFIXES = ("kube-", "openshift-", "sumo-k8")

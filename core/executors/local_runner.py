@@ -57,6 +57,7 @@ class WorkDir:
     statistics = property(lambda self: self.root / STATISTICS_NAME)
     manifest = property(lambda self: self.root / "inputs.json")
     outcome = property(lambda self: self.root / "outcome.json")
+    pid = property(lambda self: self.root / "sumo.pid")
 
 
 class LocalRunner:
@@ -137,6 +138,7 @@ class LocalRunner:
 
     def _prepare(self, spec: JobSpec, wd: WorkDir) -> tuple[Path, Path | None]:
         """Fetch and unpack the input; remember what was there so outputs can be told apart."""
+        _stop_orphan(wd)
         if wd.run_dir.exists():
             shutil.rmtree(wd.run_dir)
         wd.log.unlink(missing_ok=True)
@@ -169,6 +171,7 @@ class LocalRunner:
             env=env,
             start_new_session=True,
         )
+        wd.pid.write_text(str(proc.pid))
         log.info("job %s: started %s (pid %d)", spec.job_id, " ".join(argv), proc.pid)
         self.publish(StatusEvent(spec.job_id, JobStatus.RUNNING, started))
         pump = threading.Thread(target=_pump, args=(proc.stdout, log_out), daemon=True)
@@ -228,6 +231,26 @@ def _pump(stream, out) -> None:
             except OSError:
                 log.exception("log file unwritable; discarding the rest of the output")
                 writable = False
+
+
+def _stop_orphan(wd: WorkDir) -> None:
+    """Kill a run left behind by a worker that died (its message is being re-delivered).
+
+    The child runs in its own session, so it outlives a SIGKILLed worker; a re-run
+    must not share the work directory with it.  The pid is only trusted while it
+    still names a process started in this job's directory.
+    """
+    try:
+        pid = int(wd.pid.read_text())
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except (FileNotFoundError, ValueError, OSError):
+        return
+    if cwd.startswith(str(wd.run_dir)):
+        log.warning("killing the orphaned run %d of a dead worker in %s", pid, wd.root)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -26,3 +26,26 @@ def test_deadline_and_machine_wide_slot_cap(make_stack):
     results = api.wait_results(a, long_job)
     assert "sumo.log" in {f["name"] for f in results["files"]}
     assert wait_until(lambda: api.http.get("/admin/cluster", headers=api.admin).json()["nodes"][0]["running_simulations"] == 0, 30, "slots to be free")
+
+
+def test_simulation_worker_killed_mid_run(make_stack):
+    """The run's message comes back to another worker, the orphaned SUMO is stopped, the job ends once."""
+    import os
+
+    stack = make_stack("killed-sim")
+    api = Api(stack.url, stack.env["ADMIN_KEY"])
+    tenant = api.register()
+    job_id = api.submit_ok(tenant, "bologna-acosta.zip")
+    api.wait_status(tenant, job_id, "RUNNING", timeout=60)
+    pid_file = stack.data_dir / "work" / job_id / "sumo.pid"
+    first_pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, "the run's pid"))
+
+    stack.procs["simulations"].kill()
+    stack.start_simulation_workers(name="simulations-2")
+    wait_until(lambda: pid_file.exists() and int(pid_file.read_text()) != first_pid, 120, "the run to restart elsewhere")
+    assert not os.path.exists(f"/proc/{first_pid}") or open(f"/proc/{first_pid}/stat").read().split()[2] == "Z", \
+        "the orphaned SUMO was stopped"
+    job = api.wait_status(tenant, job_id, "SUCCEEDED", timeout=240)
+    assert job["exit_code"] == 0
+    results = api.wait_results(tenant, job_id)
+    assert "tripinfos.xml" in {f["name"] for f in results["files"]}

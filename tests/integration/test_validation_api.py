@@ -311,6 +311,18 @@ def test_empty_scenario_id(api, tenant):
     assert_nothing_stored(api, tenant)
 
 
+def test_nul_byte_in_scenario_id(api, tenant):
+    """PostgreSQL refuses NUL in text: a valid archive with such a scenario_id must get a 422, not a 500."""
+    form = {"scenario_id": "a\x00b", "cpu_request": "1", "memory_gi": "1"}
+    # own connection: after a 500 the server drops the keep-alive connection of the shared client
+    with httpx.Client(base_url=str(api.http.base_url), timeout=httpx.Timeout(30)) as http:
+        r = http.post("/jobs", data=form, files={"sumo_files": ("s.zip", SQUARE_ZIP.read_bytes(), "application/zip")},
+                      headers=api.auth(tenant))
+    assert r.status_code == 422, r.text
+    assert "scenario_id" in r.json()["detail"]
+    assert_nothing_stored(api, tenant)
+
+
 # ----------------------------------------------------------------- accepted archive with litter
 
 

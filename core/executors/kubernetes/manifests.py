@@ -33,6 +33,9 @@ SELECTOR = f"{MANAGED_BY}={MANAGER}"
 
 SIMULATION, COLLECTOR, CLEANUP = "simulation", "collector", "cleanup"
 RUNNER_SA = "sumo-runner"
+#: On every simulation Job: the watcher removes it only after publishing the Job's final status,
+#: so a Job deleted (TTL, cancel) while no watcher runs is still seen and reported.
+FINALIZER = "sumo-k8/status-reported"
 RESULTS_PVC = "sumo-results"
 MAIN_CONTAINER = "sumo"
 INIT_CONTAINER = "unpack"
@@ -228,7 +231,7 @@ def simulation_job(spec, *, image: str, config_file: str, log_file: str | None, 
     volumes = [{"name": f"input-{n}", "configMap": {"name": configmap_name(spec.job_id, n)}}
                for n in range(chunks)]
     return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": job_name(spec.job_id), "labels": lab},
+            "metadata": {"name": job_name(spec.job_id), "labels": lab, "finalizers": [FINALIZER]},
             "spec": {"suspend": suspend, "backoffLimit": backoff_limit,
                      "activeDeadlineSeconds": int(spec.deadline_seconds),
                      "ttlSecondsAfterFinished": ttl_seconds,

@@ -14,6 +14,9 @@ published for the job and does not go backwards.  A terminal event for a job
 never seen RUNNING whose container did start is preceded by a RUNNING event,
 so a watcher that was down while the job ran still reports both.
 Every publish is safe to repeat: the state machine ignores duplicates.
+Simulation Jobs carry the ``sumo-k8/status-reported`` finalizer, removed here
+only after the Job's final status was published: a Job deleted by its TTL or
+by ``cancel`` while no watcher runs waits for the next one.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from urllib3.exceptions import HTTPError
 from core.domain.states import JobStatus, StatusEvent
 from core.executors.kubernetes import translate as t
 from core.executors.kubernetes.lease import LeaderLease
-from core.executors.kubernetes.manifests import COMPONENT, JOB_LABEL, MAIN_CONTAINER, SELECTOR, SIMULATION
+from core.executors.kubernetes.manifests import COMPONENT, FINALIZER, JOB_LABEL, MAIN_CONTAINER, SELECTOR, SIMULATION
 
 log = logging.getLogger(__name__)
 EVENT_SELECTOR = "involvedObject.kind=Job,reason=FailedCreate"
@@ -188,11 +191,28 @@ class Watcher:
         if event is not None and event.status is JobStatus.FAILED:
             event = self._enrich_failure(event, key[0], pods)
         self._emit(event, t.started_at(t.newest_pod(pods)))
+        if event is not None and event.status.is_terminal and kind != "DELETED":
+            self._release_finalizer(job)
         if kind == "DELETED" and job_id:
             with self.lock:
                 for k in [k for k, p in self.pods.items() if t.simulation_job_id(p) == job_id]:
                     del self.pods[k]
                 self.published.pop(job_id, None)
+
+    def _release_finalizer(self, job: dict) -> None:
+        """Once a deleted Job's final status is published, let its deletion complete."""
+        meta = job["metadata"]
+        finalizers = meta.get("finalizers") or []
+        if not meta.get("deletionTimestamp") or FINALIZER not in finalizers:
+            return
+        body = {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER],
+                             "resourceVersion": meta["resourceVersion"]}}
+        try:
+            self.batch.patch_namespaced_job(meta["name"], meta["namespace"], body,
+                                            _content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone, or changed meanwhile: its next event retries
+                raise
 
     def _on_pod(self, kind: str, pod: dict) -> None:
         if t.simulation_job_id(pod) is None:
