@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,6 +156,10 @@ def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_worker
         env.setdefault("HOST", "127.0.0.1")
         env.setdefault("dramatiq_worker_timeout", "100")  # idle queue poll: keeps status latency low
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # HTTP metrics of every uvicorn worker, aggregated at scrape time; stale files of a previous run go.
+        metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "prometheus")))
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
         settings = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
         migrate(settings.database_url)
         port = settings.port or free_port()  # PORT=0: any free port (tests run several stacks)
