@@ -1,10 +1,11 @@
 """The whole service on one machine: what ``make run`` starts, and what tests start.
 
 Embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL name existing
-servers), migrations, then the API (uvicorn), the Dramatiq workers (control
-queues and the simulations queue, separately sized) and the sweeper, each as
-its own process group so they can be stopped — or killed, in recovery
-tests — independently.
+servers), migrations, then the API (uvicorn), the Dramatiq workers for the
+control queues, the sweeper, and either the simulation workers
+(EXECUTOR=local) or the Kubernetes watcher (EXECUTOR=kubernetes) — each as
+its own process group so they can be stopped, or killed in recovery tests,
+independently.
 """
 from __future__ import annotations
 
@@ -118,6 +119,9 @@ class Stack:
         # messages another idle process could run (Dramatiq prefetches 2 per thread by default).
         return self.proc(name, _dramatiq(SIM_QUEUES, 1, threads), dramatiq_queue_prefetch="1").start()
 
+    def start_watcher(self, name: str = "watcher") -> Proc:
+        return self.proc(name, [sys.executable, "-m", "workers.watcher"]).start()
+
     def start_sweeper(self) -> Proc:
         return self.proc("sweeper", [sys.executable, "-m", "workers.sweeper"]).start()
 
@@ -166,7 +170,10 @@ def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_worker
         env["PORT"] = str(port)
         stack = Stack(data_dir, env, port, services)
         stack.start_workers()
-        stack.start_simulation_workers(threads=settings.local_max_parallel or os.cpu_count() or 1)
+        if settings.executor == "kubernetes":
+            stack.start_watcher()  # Kubernetes runs the simulations; the watcher reports on them
+        else:
+            stack.start_simulation_workers(threads=settings.local_max_parallel or os.cpu_count() or 1)
         if sweeper:
             stack.start_sweeper()
         stack.start_api(api_workers or settings.web_concurrency)
