@@ -21,8 +21,8 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="PostgreSQL URL; empty: `make run` starts an embedded server under DATA_DIR.")
     redis_url: str = Field("", description="Redis URL; empty: `make run` starts an embedded server under DATA_DIR.")
     data_dir: Path = Field(Path(".data"), description="Where the embedded services, work directories and local results live.")
-    db_pool_min: int = Field(2, ge=1, description="Connections kept open per process.")
-    db_pool_max: int = Field(10, ge=1, description="Most connections per process (pool size + overflow).")
+    db_pool_min: int = Field(10, ge=1, description="Connections each process keeps open (opening one costs PostgreSQL a fork).")
+    db_pool_max: int = Field(20, ge=1, description="Most connections per process; those above DB_POOL_MIN close when returned.")
 
     # -- HTTP -----------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the API listens on.")

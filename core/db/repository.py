@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -20,7 +20,12 @@ from core.domain.admission import Candidate, Usage
 from core.domain.states import ACTIVE, TERMINAL, JobStatus
 
 ACTIVE_VALUES = [s.value for s in ACTIVE]
+MAX_BACKOFF_EXPONENT = 6  # at most 64 × SWEEP_GRACE_SECONDS between re-sends
 TERMINAL_VALUES = [s.value for s in TERMINAL]
+
+
+# Built once: the submission hot path only binds parameters.
+_INSERT_JOB = pg_insert(jobs).on_conflict_do_nothing().returning(*jobs.c)
 
 
 class InvalidCursor(ValueError):
@@ -91,12 +96,13 @@ class JobRepository:
     # -- writes ----------------------------------------------------------------
     def add(self, row: dict) -> dict | None:
         """Insert a job; None when (tenant, idempotency_key) already names one."""
-        stmt = pg_insert(jobs).values(**row).on_conflict_do_nothing().returning(*jobs.c)
-        result = self.conn.execute(stmt).mappings().first()
+        result = self.conn.execute(_INSERT_JOB, row).mappings().first()
         return dict(result) if result else None
 
     def update(self, job_id: str, changes: dict, now: datetime) -> None:
         values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        if "status" in values:
+            values["dispatch_attempts"] = 0  # it moved: the next stall starts a fresh backoff
         self.conn.execute(
             sa.update(jobs)
             .where(jobs.c.job_id == job_id)
@@ -104,16 +110,21 @@ class JobRepository:
         )
 
     def mark_dispatched(self, job_ids: Iterable[str], now: datetime) -> None:
+        """Record a re-send by the sweeper (the backoff doubles)."""
         ids = list(job_ids)
         if ids:
-            self.conn.execute(sa.update(jobs).where(jobs.c.job_id.in_(ids)).values(last_dispatch_at=now))
+            self.conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.job_id.in_(ids))
+                .values(last_dispatch_at=now, dispatch_attempts=jobs.c.dispatch_attempts + 1)
+            )
 
     def mark_queue_dispatched(self, tenant_ids: list[str], now: datetime) -> None:
         if tenant_ids:
             self.conn.execute(
                 sa.update(jobs)
                 .where(jobs.c.tenant_id.in_(tenant_ids), jobs.c.status == JobStatus.QUEUED.value)
-                .values(last_dispatch_at=now)
+                .values(last_dispatch_at=now, dispatch_attempts=jobs.c.dispatch_attempts + 1)
             )
 
     # -- reads -----------------------------------------------------------------
@@ -210,33 +221,39 @@ class JobRepository:
         return int(self.conn.execute(sa.select(sa.func.count()).where(jobs.c.submitted_at >= since)).scalar_one())
 
     # -- the sweeper's questions --------------------------------------------------
-    def tenants_with_stalled_queue(self, before: datetime) -> list[str]:
+    # A job is stalled when it has not moved for grace × 2^attempts since its last message.
+    @staticmethod
+    def _stalled(now: datetime, grace_seconds: float):
+        backoff = sa.func.power(2, sa.func.least(jobs.c.dispatch_attempts, MAX_BACKOFF_EXPONENT))
+        return jobs.c.last_dispatch_at < sa.literal(now) - sa.func.make_interval(0, 0, 0, 0, 0, 0, grace_seconds * backoff)
+
+    def tenants_with_stalled_queue(self, now: datetime, grace_seconds: float) -> list[str]:
         """Tenants whose QUEUED jobs have waited past the grace period since their last message."""
         stmt = (
             sa.select(jobs.c.tenant_id)
-            .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.last_dispatch_at < before)
+            .where(jobs.c.status == JobStatus.QUEUED.value, self._stalled(now, grace_seconds))
             .group_by(jobs.c.tenant_id)
             .order_by(sa.func.min(jobs.c.submitted_at))
         )
         return list(self.conn.execute(stmt).scalars())
 
-    def stalled(self, statuses: list[JobStatus], before: datetime, limit: int = 500) -> list[str]:
+    def stalled(self, statuses: list[JobStatus], now: datetime, grace_seconds: float, limit: int = 500) -> list[str]:
         stmt = (
             sa.select(jobs.c.job_id)
-            .where(jobs.c.status.in_([s.value for s in statuses]), jobs.c.last_dispatch_at < before)
+            .where(jobs.c.status.in_([s.value for s in statuses]), self._stalled(now, grace_seconds))
             .order_by(jobs.c.last_dispatch_at)
             .limit(limit)
         )
         return [str(j) for j in self.conn.execute(stmt).scalars()]
 
-    def uncollected(self, before: datetime, limit: int = 500) -> list[str]:
+    def uncollected(self, now: datetime, grace_seconds: float, limit: int = 500) -> list[str]:
         """Finished jobs whose results were never recorded (the collect message was lost)."""
         stmt = (
             sa.select(jobs.c.job_id)
             .where(
                 jobs.c.status.in_(TERMINAL_VALUES),
                 jobs.c.results_collected_at.is_(None),
-                jobs.c.last_dispatch_at < before,
+                self._stalled(now, grace_seconds),
             )
             .limit(limit)
         )
@@ -251,6 +268,3 @@ class JobRepository:
         )
         return [dict(r) for r in self.conn.execute(stmt).mappings()]
 
-
-def stale_before(now: datetime, grace_seconds: float) -> datetime:
-    return now - timedelta(seconds=grace_seconds)

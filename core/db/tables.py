@@ -50,6 +50,9 @@ jobs = sa.Table(
     sa.Column("log_archived", sa.Boolean, nullable=False, server_default=sa.false()),
     # When a message that should move this job on was last sent; the sweeper re-sends past a grace period.
     sa.Column("last_dispatch_at", sa.DateTime(timezone=True), nullable=False),
+    # How often the sweeper re-sent it since the job last moved: each re-send waits twice as long,
+    # so jobs that merely wait (for a slot, for quota) cost little.
+    sa.Column("dispatch_attempts", sa.Integer, nullable=False, server_default="0"),
     # Bumped on every change: the ETag of GET /jobs/{id}.
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

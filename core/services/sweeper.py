@@ -3,14 +3,15 @@
 Redis may restart without persistence, or a worker may die holding a
 message.  The database is the source of truth: a job that has not moved
 since its last message for longer than ``SWEEP_GRACE_SECONDS`` gets that
-message again.  Receivers are idempotent, so a re-send that crosses a slow
-original is harmless.
+message again, and again after twice as long each time (a job that merely
+waits for a slot or for quota costs a few messages, not one per sweep).
+Receivers are idempotent, so a re-send that crosses a slow original is
+harmless.
 """
 from __future__ import annotations
 
 import logging
 
-from core.db.repository import stale_before
 from core.domain.states import JobStatus
 from core.services.context import Context, utcnow
 
@@ -19,11 +20,11 @@ log = logging.getLogger(__name__)
 
 def sweep(ctx: Context) -> dict[str, int]:
     now = utcnow()
-    before = stale_before(now, ctx.settings.sweep_grace_seconds)
+    grace = ctx.settings.sweep_grace_seconds
     with ctx.uow() as uow:
-        tenants = uow.jobs.tenants_with_stalled_queue(before)
-        to_start = uow.jobs.stalled([JobStatus.ADMITTED], before)
-        to_collect = uow.jobs.uncollected(before)
+        tenants = uow.jobs.tenants_with_stalled_queue(now, grace)
+        to_start = uow.jobs.stalled([JobStatus.ADMITTED], now, grace)
+        to_collect = uow.jobs.uncollected(now, grace)
         uow.jobs.mark_dispatched(to_start + to_collect, now)
         uow.jobs.mark_queue_dispatched(tenants, now)
     for tenant_id in tenants:

@@ -36,11 +36,11 @@ def statuses(redis_url: str, job_id: str) -> list[str]:
     r = redis_lib.Redis.from_url(redis_url)
     found = []
     for key in r.keys("*status*msgs"):
-        for raw in r.hvals(key):
+        for raw in r.hvals(key):  # a hash: no order, so sort by the time the message was sent
             msg = json.loads(raw)
             if msg.get("actor_name") == "apply_status" and msg["args"][0]["job_id"] == job_id:
-                found.append(msg["args"][0]["status"])
-    return found
+                found.append((msg["message_timestamp"], msg["args"][0]["status"]))
+    return [status for _, status in sorted(found)]
 
 
 def start_watcher(cluster, redis_url: str, log_path) -> subprocess.Popen:

@@ -107,3 +107,13 @@ def test_failed_create_event_reports_pending():
 def test_started_at_from_terminated_container():
     assert t.started_at(pod("Failed", containerStatuses=terminated(2))).second == 10
     assert t.started_at(pod()) is None
+
+
+def test_run_started_at_falls_back_to_job_start_only_when_it_succeeded():
+    done = job(cond("Complete"))
+    done["status"]["startTime"] = "2026-01-01T00:00:07Z"
+    assert t.run_started_at(done, []).second == 7
+    assert t.run_started_at(done, [pod("Succeeded", containerStatuses=terminated(0))]).second == 10
+    failed = job(cond("Failed", "DeadlineExceeded"))
+    failed["status"]["startTime"] = "2026-01-01T00:00:07Z"
+    assert t.run_started_at(failed, []) is None

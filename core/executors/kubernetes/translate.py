@@ -111,6 +111,17 @@ def started_at(pod: dict | None) -> datetime | None:
     return None
 
 
+def run_started_at(job: dict, pods: list[dict]) -> datetime | None:
+    """When the run started: the container's start, else (the pods being gone) the start of a
+    Job that succeeded, which certainly ran; None when unknown."""
+    started = started_at(newest_pod(pods))
+    if started is None and any(c.get("type") == "Complete" and c.get("status") == "True"
+                               for c in (job.get("status") or {}).get("conditions") or []):
+        start = (job.get("status") or {}).get("startTime")
+        return parse_time(start) if start else None
+    return started
+
+
 def translate_job(job: dict, pods: list[dict], deleted: bool = False) -> StatusEvent | None:
     """SUCCEEDED/FAILED from the Job's terminal condition, CANCELLED when deleted unfinished."""
     job_id = simulation_job_id(job)

@@ -190,7 +190,7 @@ class Watcher:
             event = t.translate_job(job, pods, deleted=kind == "DELETED")
         if event is not None and event.status is JobStatus.FAILED:
             event = self._enrich_failure(event, key[0], pods)
-        self._emit(event, t.started_at(t.newest_pod(pods)))
+        self._emit(event, t.run_started_at(job, pods))
         if event is not None and event.status.is_terminal and kind != "DELETED":
             self._release_finalizer(job)
         if kind == "DELETED" and job_id:
