@@ -151,7 +151,7 @@ def test_unschedulable_pod_is_reported_as_pending(executor, tenant, submit, watc
     executor.start(spec)
     pending = wait_for("Unschedulable reported", lambda: next(
         (e for e in watcher.recorder.of(spec.job_id) if (e.reason or "").startswith("Unschedulable")), None), 120)
-    assert pending.status is JobStatus.PENDING and "Insufficient cpu" in pending.reason, pending
+    assert pending.status is JobStatus.PENDING and "nodes are available" in pending.reason, pending
     executor.cancel(spec)
 
 
@@ -219,3 +219,24 @@ def test_capacity_lists_the_node(executor):
     node = cap["nodes"][0]
     assert cap["executor"] == "kubernetes" and node["ready"] and node["capacity"]["cpu"] == 4.0
     assert node["allocatable"]["memory_gi"] > 0 and node["running_pods"] >= 0
+
+
+def test_start_before_ensure_tenant_creates_the_basics(executor, store, watcher, api, tmp_path):
+    import dataclasses
+    import uuid
+
+    from core.executors.base import JobSpec
+
+    ns = f"sumo-fresh-{uuid.uuid4().hex[:6]}"
+    key = "inputs/fresh/a.zip"
+    store.put_file(key, square_variant(tmp_path, "a.zip"))
+    spec = JobSpec(job_id=str(uuid.uuid4()), tenant_id="fresh", namespace=ns, cpu_request=1, memory_gi=1,
+                   config_file="square.sumocfg", input_key=key, deadline_seconds=600)
+    try:
+        executor.start(spec)
+        assert watcher.recorder.wait(spec.job_id, JobStatus.SUCCEEDED, 120).exit_code == 0
+        bad = dataclasses.replace(spec, job_id=str(uuid.uuid4()), input_key="inputs/fresh/missing.zip")
+        executor.start(bad)  # a lost input fails the job instead of raising forever
+        assert executor.published.of(bad.job_id)[-1].status is JobStatus.FAILED
+    finally:
+        client.CoreV1Api(api).delete_namespace(ns)

@@ -10,7 +10,11 @@
 * ``collect`` runs a short-lived collector pod mounting the tenant PVC that
   prints a base64 tar.gz of the job's outputs, log and statistics to its
   log; the tar's digest and each file's sha256 are checked before upload.
-  Repeating it re-runs (or re-reads) the collector.
+  Repeating it re-runs (or re-reads) the collector.  Limit: everything
+  passes through one container log, read with ``follow`` (which survives the
+  kubelet's rotation at ``containerLogMaxSize``, 10 MiB by default) but held
+  in memory here; very large outputs would want a paged collector or an
+  object-store upload from the pod (no egress: the NetworkPolicy denies it).
 * ``release`` starts a cleanup Job removing ``/results/<job_id>`` (it deletes
   itself through its TTL); the simulation Job and its ConfigMaps go with the
   Job's own ``ttlSecondsAfterFinished``.
@@ -195,8 +199,8 @@ class KubernetesExecutor(Executor):
                                 compress_type=zipfile.ZIP_DEFLATED)
             return buf.getvalue(), scenario.config_file, scenario.log_file
 
-    def _create_quota_aware(self, spec: JobSpec, create, body: dict) -> None:
-        """Create in the job's namespace; say why (PENDING) when quota refuses, and retry briefly."""
+    def _create_quota_aware(self, spec: JobSpec, create, body: dict, report: bool = True) -> None:
+        """Create in the job's namespace; when quota refuses, say why (PENDING, if ``report``) and retry briefly."""
         def attempt():
             try:
                 create(spec.namespace, body)
@@ -204,8 +208,9 @@ class KubernetesExecutor(Executor):
                 if exc.status == 409:
                     return True
                 if exc.status == 403 and "quota" in (exc.body or ""):
-                    self.publish(StatusEvent(spec.job_id, JobStatus.PENDING, _now(),
-                                             reason=f"Forbidden: {_api_message(exc)}"))
+                    if report:
+                        self.publish(StatusEvent(spec.job_id, JobStatus.PENDING, _now(),
+                                                 reason=f"Forbidden: {_api_message(exc)}"))
                     return False
                 raise
             return True
@@ -275,7 +280,8 @@ class KubernetesExecutor(Executor):
                        lambda: _ok(self.core.read_namespaced_pod, name, ns, allow=(404,)) is None, 60)
             pod = None
         if pod is None:
-            self._create_quota_aware(spec, self.core.create_namespaced_pod, m.collector_pod(spec, image=self.settings.sumo_image))
+            self._create_quota_aware(spec, self.core.create_namespaced_pod,
+                                     m.collector_pod(spec, image=self.settings.sumo_image), report=False)
 
         def phase_past(*phases):
             def check():
