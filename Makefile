@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
+# EXECUTOR=kubernetes (with KUBECONFIG, e.g. .devcluster/kubeconfig of `make dev-cluster`) runs jobs on a cluster.
 run: venv
 	$(BIN)/python -m devstack.run
 
@@ -31,7 +32,7 @@ kube-deps:
 	devcluster/build.sh
 
 test-kube: venv kube-deps
-	SUMO_K8_REQUIRE_KUBE=1 $(BIN)/python -m pytest -q -m kube tests
+	SUMO_K8_REQUIRE_KUBE=1 $(BIN)/python -m pytest -q tests/devcluster tests/kube
 
 # A v1.34 cluster in the foreground; its kubeconfig goes to .devcluster/kubeconfig.
 dev-cluster: venv kube-deps

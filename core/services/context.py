@@ -57,7 +57,7 @@ class Context:
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = build_executor(self.settings, self.bus)
+            self._executor = build_executor(self.settings, self.bus, self.store)
         return self._executor
 
     @property
@@ -77,14 +77,14 @@ class Context:
         )
 
 
-def build_executor(settings: Settings, bus: MessageBus) -> Executor:
+def build_executor(settings: Settings, bus: MessageBus, store: ObjectStore) -> Executor:
     if settings.executor == "local":
         from core.executors.local import LocalExecutor, slot_pool
 
         return LocalExecutor(settings.work_root, bus, slot_pool(settings.work_root, settings.local_max_parallel))
     from core.executors.kubernetes import KubernetesExecutor
 
-    return KubernetesExecutor(settings, bus)
+    return KubernetesExecutor(settings, bus, store=store)
 
 
 _context: Context | None = None

@@ -1,6 +1,6 @@
 """Fixtures for the Kubernetes executor tests (marker ``kube``) on the dev cluster.
 
-The cluster fixtures come from ``tests/devcluster/conftest.py`` (skipped when
+The cluster fixture comes from ``tests/conftest.py`` (skipped when
 the binaries are missing or not root).  Each test gets its own tenant
 namespace prepared by ``ensure_tenant``, a LocalStore under a tmp dir, and
 (on request) a watcher running in a thread that publishes into a list.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.devcluster.conftest import api, cluster, pytest_configure  # noqa: F401 - re-exported fixtures
+from tests.devcluster.conftest import api  # noqa: F401 - the Kubernetes API client fixture
 from devcluster.procs import wait_for
 
 from core.domain.states import JobStatus, StatusEvent

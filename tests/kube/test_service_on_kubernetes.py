@@ -1,0 +1,69 @@
+"""The whole service with EXECUTOR=kubernetes on the real control plane, through the REST API only."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from kubernetes import client
+
+from tests.integration.harness import Api, wait_until
+from tests.kube.conftest import square_variant
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture(scope="module")
+def kstack(make_stack, cluster):
+    return make_stack("kube-service", EXECUTOR="kubernetes", KUBECONFIG=str(cluster.kubeconfig),
+                      JOB_TTL_SECONDS="5", RESULT_STORAGE_SIZE_GI="1", WATCH_RESYNC_SECONDS="5")
+
+
+def test_register_run_bologna_and_download_through_the_api(kstack, cluster, tmp_path):
+    api = Api(kstack.url, kstack.env["ADMIN_KEY"])
+    tenant = api.register(max_cpu=2, max_memory_gi=4, max_concurrent_jobs=2)
+    ns = tenant["namespace"]
+    core = client.CoreV1Api(cluster.api_client())
+    net = client.NetworkingV1Api(cluster.api_client())
+
+    # Registration reconciles the tenant's objects (through the executor queue, not the API process).
+    def tenant_objects():
+        try:
+            quota = core.read_namespaced_resource_quota(next(q.metadata.name for q in core.list_namespaced_resource_quota(ns).items), ns)
+            return (core.list_namespaced_limit_range(ns).items and core.list_namespaced_persistent_volume_claim(ns).items
+                    and net.list_namespaced_network_policy(ns).items and quota)
+        except (client.ApiException, StopIteration):
+            return None
+
+    quota = wait_until(tenant_objects, 60, f"namespace {ns} with quota, limit range, PVC and network policy")
+    assert quota.spec.hard["requests.cpu"] in ("2", "2100m")  # the tenant's limit (+ collector headroom)
+
+    job_id = api.submit_ok(tenant, "bologna-acosta.zip")
+    job = api.wait_status(tenant, job_id, "SUCCEEDED", timeout=300)
+    assert job["exit_code"] == 0 and job["started_at"] and job["finished_at"]
+    results = api.wait_results(tenant, job_id, timeout=120)
+    names = {f["name"] for f in results["files"]}
+    assert {"tripinfos.xml", "sumo.log", "sumo-statistics.xml"} <= names
+    for f in results["files"]:
+        body = api.http.get(f["url"], headers=api.auth(tenant)).content
+        assert hashlib.sha256(body).hexdigest() == f["sha256"], f["name"]
+    assert "Simulation ended" in api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"]
+    assert api.job(tenant, job_id)["kpis"]["vehicles_loaded"] == 8779
+
+    nodes = api.http.get("/admin/cluster", headers=api.admin).json()["nodes"]
+    assert nodes and nodes[0]["ready"] is True
+
+
+def test_cancel_and_failure_through_the_api(kstack, tmp_path):
+    api = Api(kstack.url, kstack.env["ADMIN_KEY"])
+    tenant = api.register(max_cpu=2, max_memory_gi=4, max_concurrent_jobs=2)
+    failing = square_variant(tmp_path, "bad.zip", routes=b'<routes><vehicle id="v" depart="0"><route edges="nope"/></vehicle></routes>')
+    bad = api.submit_ok(tenant, failing.read_bytes())
+    long = api.submit_ok(tenant, square_variant(tmp_path, "long.zip", end="1000000").read_bytes())
+
+    failed = api.wait_status(tenant, bad, "FAILED", timeout=300)
+    assert failed["exit_code"] == 1 and "nope" in (failed["error"] or "")
+
+    api.wait_status(tenant, long, "RUNNING", timeout=300)
+    assert api.http.delete(f"/jobs/{long}", headers=api.auth(tenant)).json()["status"] == "CANCELLED"
+    api.wait_results(tenant, long, timeout=120)
+    assert api.job(tenant, long)["status"] == "CANCELLED"
