@@ -10,36 +10,20 @@ import pytest
 
 from core.scenario import ArchiveLimits, ScenarioError, extract_scenario, inspect_archive
 
-try:  # tests/unit may or may not become a package
-    from .scenario_archives import (
-        BOLOGNA_ZIP,
-        ROUTES,
-        SQUARE_ZIP,
-        basic_config,
-        encrypted_zip,
-        folder_scenario_with_junk,
-        lying_header_zip,
-        make_zip,
-        overlapping_zip,
-        scenario_zip,
-        symlink_zip,
-        zeros_zip,
-    )
-except ImportError:
-    from scenario_archives import (
-        BOLOGNA_ZIP,
-        ROUTES,
-        SQUARE_ZIP,
-        basic_config,
-        encrypted_zip,
-        folder_scenario_with_junk,
-        lying_header_zip,
-        make_zip,
-        overlapping_zip,
-        scenario_zip,
-        symlink_zip,
-        zeros_zip,
-    )
+from tests.unit.scenario_archives import (
+    BOLOGNA_ZIP,
+    ROUTES,
+    SQUARE_ZIP,
+    basic_config,
+    encrypted_zip,
+    folder_scenario_with_junk,
+    lying_header_zip,
+    make_zip,
+    overlapping_zip,
+    scenario_zip,
+    symlink_zip,
+    zeros_zip,
+)
 
 LIMITS = ArchiveLimits(max_uncompressed_bytes=256 << 20, max_entries=1000, max_ratio=100)
 

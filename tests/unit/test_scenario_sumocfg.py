@@ -9,11 +9,7 @@ import pytest
 
 from core.scenario import ArchiveLimits, ScenarioError, inspect_archive
 
-try:  # tests/unit may or may not become a package
-    from .scenario_archives import ROUTES, basic_config, config_xml, make_zip, scenario_zip
-except ImportError:
-    from scenario_archives import ROUTES, basic_config, config_xml, make_zip, scenario_zip
-
+from tests.unit.scenario_archives import ROUTES, basic_config, config_xml, make_zip, scenario_zip
 LIMITS = ArchiveLimits(max_uncompressed_bytes=64 << 20, max_entries=1000, max_ratio=1000)
 
 
