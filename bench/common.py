@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from devstack.services import wait_for as wait_until  # noqa: F401 — used by the benchmarks as common.wait_until
+
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,17 +149,6 @@ def write_result(name: str, data: dict) -> Path:
     path.write_text(json.dumps(data, indent=2, default=str))
     print(f"-> {path.relative_to(ROOT)}")
     return path
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def pg_counters(database_url: str) -> dict:

@@ -28,14 +28,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(condition, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``condition`` until true; raise TimeoutError naming ``what`` after ``timeout`` seconds."""
+def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
+    """Poll ``condition`` until it returns something truthy, and return that.
+
+    Raises TimeoutError naming ``what`` (and the last value seen) after ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
-        if condition():
-            return
+        last = condition()
+        if last:
+            return last
         time.sleep(interval)
-    raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+    raise TimeoutError(f"{what}: not reached after {timeout:.0f}s (last: {last!r})")
 
 
 def port_open(port: int) -> bool:

@@ -2,26 +2,15 @@
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
+from devstack.services import wait_for as wait_until  # noqa: F401 — the one bounded poll, re-exported for tests
+
 ZIPS = Path(__file__).resolve().parents[2] / "test_networks" / "zips"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    """Poll until ``condition()`` returns a truthy value; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class Api:
