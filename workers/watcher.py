@@ -16,6 +16,8 @@ from core.executors.kubernetes.executor import api_client_from
 from core.executors.kubernetes.lease import LeaderLease
 from core.executors.kubernetes.watcher import Watcher
 from core.messaging import MessageBus, get_broker
+from core.services import tenants
+from core.services.context import get_context
 from core.settings import get_settings
 from workers.logging_setup import configure_logging
 
@@ -32,7 +34,13 @@ def main() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    logging.getLogger(__name__).info("watcher %s starting", identity)
+    log = logging.getLogger(__name__)
+    log.info("watcher %s starting", identity)
+    # At startup every tenant's objects are brought in line with the database (idempotent).
+    try:
+        log.info("reconciled %d tenants", tenants.reconcile_all(get_context()))
+    except Exception:  # noqa: BLE001 — the watch matters more; reconciliation also runs on every PATCH
+        log.exception("tenant reconciliation at startup failed")
     watcher.run(stop)
 
 
