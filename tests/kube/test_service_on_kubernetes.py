@@ -67,3 +67,20 @@ def test_cancel_and_failure_through_the_api(kstack, tmp_path):
     assert api.http.delete(f"/jobs/{long}", headers=api.auth(tenant)).json()["status"] == "CANCELLED"
     api.wait_results(tenant, long, timeout=120)
     assert api.job(tenant, long)["status"] == "CANCELLED"
+
+
+def test_two_tenants_at_once_each_within_its_quota(kstack, cluster):
+    from tests.integration.test_quota_and_cancel import max_overlap
+
+    api = Api(kstack.url, kstack.env["ADMIN_KEY"])
+    a = api.register(max_cpu=1, max_memory_gi=1, max_concurrent_jobs=1)
+    b = api.register(max_cpu=2, max_memory_gi=2, max_concurrent_jobs=2)
+    ids = {"a": [api.submit_ok(a, "square.zip") for _ in range(3)], "b": [api.submit_ok(b, "square.zip") for _ in range(4)]}
+    done_a = [api.wait_status(a, j, "SUCCEEDED", timeout=300) for j in ids["a"]]
+    done_b = [api.wait_status(b, j, "SUCCEEDED", timeout=300) for j in ids["b"]]
+    assert max_overlap(done_a) == 1
+    assert max_overlap(done_b) <= 2
+    # Each tenant's namespace carries its own quota.
+    core = client.CoreV1Api(cluster.api_client())
+    hard = {t["tenant_id"]: core.list_namespaced_resource_quota(t["namespace"]).items[0].spec.hard for t in (a, b)}
+    assert hard[a["tenant_id"]]["limits.memory"] != hard[b["tenant_id"]]["limits.memory"]

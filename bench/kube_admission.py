@@ -1,0 +1,434 @@
+"""EXECUTOR=kubernetes on the real dev control plane: Job creation rate, and Job completion → API.
+
+Starts the dev cluster (etcd, kube-apiserver, controller-manager, scheduler v1.34
+and the process-based node agent: one node, 4 CPU / 8 Gi / 20 pods) and the whole
+service with ``EXECUTOR=kubernetes``; everything goes through the REST API.  The
+benchmark process runs its own list-then-watch of the ``batch/v1`` Jobs labelled
+``app.kubernetes.io/managed-by=sumo-k8`` (simulation component) and records, per
+Job, the wall-clock time it *observed* the Job appear and turn ``Complete``, next
+to the Job's own ``metadata.creationTimestamp`` and ``Complete`` condition's
+``lastTransitionTime`` (both second resolution).  All clocks are this machine's.
+
+1. Completion → API (run first, on an idle node): M jobs of square.zip for a
+   tenant with ``max_concurrent_jobs`` = 4, so they run 4 at a time.  Every job
+   whose Job exists and that the API does not show terminal yet is polled with
+   ``If-None-Match`` (one client thread, a round every ~10 ms).  Latency = first
+   answer showing SUCCEEDED − this process's watch seeing the Job ``Complete``
+   (primary); − ``lastTransitionTime`` is reported too (it is truncated to the
+   second, so it reads up to 1 s high).
+2. Admission throughput: N jobs submitted as fast as possible (concurrent
+   clients) for a tenant whose limits (concurrent jobs, CPU, memory and so its
+   ResourceQuota: pods = N + 2) admit all N at once.  Rate = N / (time the N-th
+   Job was observed − first ``admitted_at``); also from the first submission and
+   from ``creationTimestamp``s.  Most pods stay Pending (one small node): Job
+   objects are created regardless.
+
+    python -m bench.kube_admission [--jobs 100] [--runs 30] [--run-concurrency 4]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import threading
+import time
+from datetime import datetime, timezone
+
+import httpx
+
+from bench import common
+
+NAME = "kube_admission"
+TARGET_RATE = 50.0    # Jobs/s
+TARGET_P99_MS = 1000  # completion → API
+
+
+def _ts(value: str | None) -> float | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _api_ts(value: str | None) -> float | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+class JobWatch:
+    """This process's own list-then-watch of the simulation Jobs: observation times per job id."""
+
+    def __init__(self, api_client) -> None:
+        from kubernetes import client
+
+        from core.executors.kubernetes.manifests import COMPONENT, SELECTOR, SIMULATION
+
+        self.batch = client.BatchV1Api(api_client)
+        self.selector = f"{SELECTOR},{COMPONENT}={SIMULATION}"
+        self.lock = threading.Lock()
+        self.jobs: dict[str, dict] = {}   # job id -> {ns, seen, created, complete_seen, complete_ltt, failed}
+        self.stop = threading.Event()
+        self.errors = 0
+        self.thread = threading.Thread(target=self._run, name="bench-job-watch", daemon=True)
+
+    def start(self) -> "JobWatch":
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=20)
+
+    def _handle(self, obj: dict, now: float) -> None:
+        from core.executors.kubernetes.manifests import JOB_LABEL
+
+        meta = obj.get("metadata") or {}
+        job_id = (meta.get("labels") or {}).get(JOB_LABEL)
+        if not job_id:
+            return
+        with self.lock:
+            rec = self.jobs.get(job_id)
+            if rec is None:
+                rec = self.jobs[job_id] = {"ns": meta.get("namespace"), "seen": now,
+                                           "created": _ts(meta.get("creationTimestamp")),
+                                           "complete_seen": None, "complete_ltt": None, "failed": None}
+            for cond in (obj.get("status") or {}).get("conditions") or []:
+                if cond.get("status") != "True":
+                    continue
+                if cond.get("type") == "Complete" and rec["complete_seen"] is None:
+                    rec["complete_seen"], rec["complete_ltt"] = now, _ts(cond.get("lastTransitionTime"))
+                elif cond.get("type") == "Failed" and rec["failed"] is None:
+                    rec["failed"] = cond.get("reason") or "Failed"
+
+    def _run(self) -> None:
+        from kubernetes.client.rest import ApiException
+        from kubernetes.watch.watch import iter_resp_lines
+
+        version = None
+        while not self.stop.is_set():
+            try:
+                if version is None:
+                    resp = self.batch.list_job_for_all_namespaces(label_selector=self.selector, _preload_content=False,
+                                                                  _request_timeout=60)
+                    body, now = json.loads(resp.data), time.time()
+                    for obj in body.get("items") or []:
+                        self._handle(obj, now)
+                    version = body["metadata"]["resourceVersion"]
+                resp = self.batch.list_job_for_all_namespaces(
+                    label_selector=self.selector, watch=True, resource_version=version, allow_watch_bookmarks=True,
+                    timeout_seconds=5, _preload_content=False, _request_timeout=(10, 20))
+                try:
+                    for line in iter_resp_lines(resp):
+                        if not line.strip():
+                            continue
+                        now = time.time()
+                        event = json.loads(line)
+                        obj = event.get("object") or {}
+                        if event.get("type") == "ERROR":
+                            raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            self._handle(obj, now)
+                        if self.stop.is_set():
+                            break
+                finally:
+                    resp.close()
+                    resp.release_conn()
+            except Exception:  # noqa: BLE001 — 410 Gone or a dropped connection: re-list
+                self.errors += 1
+                version = None
+                self.stop.wait(0.5)
+
+    def snapshot(self, namespace: str) -> dict[str, dict]:
+        with self.lock:
+            return {k: dict(v) for k, v in self.jobs.items() if v["ns"] == namespace}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def register_and_wait(s, cluster_api, timeout: float, **limits) -> dict:
+    """Register a tenant and wait until its namespace's ResourceQuota is computed (quota admission ready)."""
+    from kubernetes import client
+
+    tenant = common.register_tenant(s, **limits)
+    core = client.CoreV1Api(cluster_api)
+    ns = tenant["namespace"]
+
+    def ready():
+        try:
+            q = core.read_namespaced_resource_quota("sumo-quota", ns)
+            sa = core.read_namespaced_service_account("sumo-runner", ns)
+        except client.ApiException:
+            return None
+        return q.status is not None and set(q.status.hard or {}) == set(q.spec.hard or {}) and sa and q
+    quota = common.wait_until(ready, timeout, f"ResourceQuota of {ns} computed", interval=0.2)
+    tenant["quota_hard"] = dict(quota.spec.hard)
+    return tenant
+
+
+def list_jobs(c: httpx.Client) -> list[dict]:
+    jobs, cursor = [], None
+    while True:
+        r = c.get("/jobs", params={"limit": 500, **({"cursor": cursor} if cursor else {})})
+        r.raise_for_status()
+        jobs += r.json()["jobs"]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            return jobs
+
+
+async def _burst(url: str, tenant: dict, body: bytes, count: int, concurrency: int, timeout: float) -> dict:
+    """``count`` POST /jobs from ``concurrency`` clients, as fast as they go (body encoded once)."""
+    ids, errors, next_index = [], {}, 0
+    template = httpx.Request("POST", url + "/jobs", data=common.submit_form(),
+                             files={"sumo_files": ("scenario.zip", body, "application/zip")})
+    payload = template.read()
+    headers = {**common.auth(tenant), "Content-Type": template.headers["Content-Type"]}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        async def worker():
+            nonlocal next_index
+            while next_index < count:
+                next_index += 1
+                r = await client.post("/jobs", content=payload, headers=headers)
+                if r.status_code == 202:
+                    ids.append(r.json()["job_id"])
+                else:
+                    key = f"HTTP {r.status_code}: {r.text[:120]}"
+                    errors[key] = errors.get(key, 0) + 1
+
+        t0 = time.time()
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), timeout)
+        t1 = time.time()
+    return {"ids": ids, "errors": errors, "first_submit": t0, "last_submit_done": t1}
+
+
+def cpu_seconds(s, cluster) -> dict[str, float]:
+    """CPU seconds used so far by each process of the stack and of the dev cluster."""
+    from bench.submit_throughput import _tree, cpu_snapshot
+
+    out = cpu_snapshot(s)
+    for p in cluster.procs:
+        total = 0.0
+        for proc in _tree(p.popen.pid):
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except Exception:  # noqa: BLE001 — exited meanwhile
+                pass
+        out[p.name] = total
+    return out
+
+
+# -- 1. completion → API ---------------------------------------------------------------------------
+def measure_completion(s, cluster, watch: JobWatch, args) -> dict:
+    tenant = register_and_wait(s, cluster.api_client(), 120, max_concurrent_jobs=args.run_concurrency,
+                               max_cpu=args.run_concurrency, max_memory_gi=args.run_concurrency * 2)
+    ns = tenant["namespace"]
+    body = (common.ZIPS / "square.zip").read_bytes()
+    print(f"[{NAME}] completion → API: {args.runs} jobs, tenant max_concurrent_jobs={args.run_concurrency}, "
+          f"poll round every {args.poll_interval * 1000:g} ms", flush=True)
+    seen_api: dict[str, float] = {}
+    final: dict[str, str] = {}
+    at_first_poll: set[str] = set()
+    gaps: list[float] = []
+    with httpx.Client(base_url=s.url, timeout=30, headers=common.auth(tenant)) as c:
+        ids = []
+        for _ in range(args.runs):
+            r = c.post("/jobs", data=common.submit_form(), files={"sumo_files": ("scenario.zip", body, "application/zip")})
+            r.raise_for_status()
+            ids.append(r.json()["job_id"])
+        etags: dict[str, str | None] = {}
+        last_poll: dict[str, float] = {}
+        deadline = time.monotonic() + args.run_timeout
+        while len(final) < len(ids):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(ids) - len(final)} of {len(ids)} jobs not terminal in the API after {args.run_timeout}s")
+            round_start = time.perf_counter()
+            created = watch.snapshot(ns)
+            for job_id in ids:
+                if job_id in final or job_id not in created:
+                    continue  # not polled before its Job exists (keeps the poll load to the running few)
+                hdr = {"If-None-Match": etags[job_id]} if etags.get(job_id) else {}
+                r = c.get(f"/jobs/{job_id}", headers=hdr)
+                now = time.time()
+                if job_id in last_poll:
+                    gaps.append(now - last_poll[job_id])
+                last_poll[job_id] = now
+                if r.status_code == 200:
+                    etags[job_id] = r.headers.get("etag")
+                    status = r.json()["status"]
+                    if status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                        seen_api[job_id], final[job_id] = now, status
+                        rec = created[job_id]
+                        if rec["complete_seen"] is None or rec["complete_seen"] > now:
+                            at_first_poll.add(job_id)  # the API was ahead of this process's watch
+                elif r.status_code != 304:
+                    r.raise_for_status()
+            time.sleep(max(0.0, args.poll_interval - (time.perf_counter() - round_start)))
+        # the watch may deliver the Complete event after the API showed it: give it a moment
+        common.wait_until(lambda: all(watch.snapshot(ns).get(j, {}).get("complete_seen") or final[j] != "SUCCEEDED"
+                                      for j in ids), 30, "this process's watch to see every Job Complete", 0.05)
+        jobs = watch.snapshot(ns)
+        lat_watch, lat_ltt = [], []
+        for job_id in ids:
+            rec = jobs.get(job_id) or {}
+            if final[job_id] != "SUCCEEDED" or rec.get("complete_seen") is None:
+                continue
+            lat_watch.append(seen_api[job_id] - rec["complete_seen"])
+            if rec.get("complete_ltt") is not None:
+                lat_ltt.append(seen_api[job_id] - rec["complete_ltt"])
+        # wait for the results to be collected so the collectors do not overlap the admission burst
+        def collected():
+            return sum(1 for j in list_jobs(c) if j["kpis"] is not None or j["status"] != "SUCCEEDED") >= len(ids)
+        try:
+            common.wait_until(collected, args.collect_timeout, "results of the completion jobs collected", 0.5)
+            collected_ok = True
+        except TimeoutError:
+            collected_ok = False
+    statuses = {st: sum(1 for v in final.values() if v == st) for st in set(final.values())}
+    return {"tenant_namespace": ns, "jobs": len(ids), "final_statuses": statuses,
+            "latency_vs_watch": common.summary_ms([max(0.0, x) for x in lat_watch]),
+            "latency_vs_watch_raw_min_ms": round(min(lat_watch) * 1000, 2) if lat_watch else None,
+            "latency_vs_last_transition_time": common.summary_ms(lat_ltt),
+            "api_ahead_of_bench_watch": len(at_first_poll),
+            "poll_gap": common.summary_ms(gaps), "results_collected_before_burst": collected_ok}
+
+
+# -- 2. admission throughput -------------------------------------------------------------------------
+def measure_admission(s, cluster, watch: JobWatch, args) -> dict:
+    tenant = register_and_wait(s, cluster.api_client(), 120, max_concurrent_jobs=args.jobs,
+                               max_cpu=args.jobs, max_memory_gi=args.jobs)
+    ns = tenant["namespace"]
+    print(f"[{NAME}] admission: {args.jobs} jobs from {args.submit_concurrency} concurrent clients; "
+          f"quota {tenant['quota_hard']}", flush=True)
+    body = (common.ZIPS / "square.zip").read_bytes()
+    cpu0 = cpu_seconds(s, cluster)
+    burst = asyncio.run(_burst(s.url, tenant, body, args.jobs, args.submit_concurrency, args.admit_timeout))
+    if burst["errors"]:
+        raise RuntimeError(f"submissions refused: {burst['errors']}")
+    ids = set(burst["ids"])
+    common.wait_until(lambda: len(ids & set(watch.snapshot(ns))) >= len(ids) or None, args.admit_timeout,
+                      f"{len(ids)} Kubernetes Jobs in {ns}", 0.02)
+    cpu1 = cpu_seconds(s, cluster)
+    jobs = watch.snapshot(ns)
+    with httpx.Client(base_url=s.url, timeout=30, headers=common.auth(tenant)) as c:
+        rows = {j["job_id"]: j for j in list_jobs(c) if j["job_id"] in ids}
+    admitted = sorted(_api_ts(r["admitted_at"]) for r in rows.values() if r["admitted_at"])
+    submitted = sorted(_api_ts(r["submitted_at"]) for r in rows.values())
+    seen = sorted(jobs[j]["seen"] for j in ids)
+    created = sorted(jobs[j]["created"] for j in ids)
+    n = len(ids)
+    t_admit0, t_sub0, t_last = admitted[0], burst["first_submit"], seen[-1]
+    per_second: dict[int, int] = {}
+    for ct in created:
+        per_second[int(ct - created[0])] = per_second.get(int(ct - created[0]), 0) + 1
+    # per job: admitted_at -> its Job observed
+    admit_of = {j: _api_ts(rows[j]["admitted_at"]) for j in ids if rows[j]["admitted_at"]}
+    admit_to_job = [jobs[j]["seen"] - a for j, a in admit_of.items()]
+    cpu = {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 2) for k in cpu1}
+    span_ct = created[-1] - created[0]
+    return {
+        "tenant_namespace": ns, "jobs": n, "submit_concurrency": args.submit_concurrency,
+        "quota_hard": tenant["quota_hard"],
+        "submit_s": round(burst["last_submit_done"] - t_sub0, 3),
+        "submit_per_s": round(n / (burst["last_submit_done"] - t_sub0), 1),
+        "first_submit_to_first_admitted_s": round(t_admit0 - t_sub0, 3),
+        "admitted_span_s": round(admitted[-1] - admitted[0], 3),
+        "first_admitted_to_first_job_s": round(seen[0] - t_admit0, 3),
+        "first_admitted_to_last_job_s": round(t_last - t_admit0, 3),
+        "rate_from_first_admitted_per_s": round(n / (t_last - t_admit0), 1),
+        "first_submit_to_last_job_s": round(t_last - t_sub0, 3),
+        "rate_from_first_submit_per_s": round(n / (t_last - t_sub0), 1),
+        "first_to_last_job_observed_s": round(seen[-1] - seen[0], 3),
+        "rate_first_to_last_job_observed_per_s": round((n - 1) / (seen[-1] - seen[0]), 1) if seen[-1] > seen[0] else None,
+        "creation_timestamp_span_s": span_ct,
+        "rate_by_creation_timestamp_per_s": round((n - 1) / span_ct, 1) if span_ct else None,
+        "jobs_per_creation_second": [per_second.get(i, 0) for i in range(int(span_ct) + 1)],
+        "admitted_to_job_observed": common.summary_ms(admit_to_job),
+        "observed_minus_creation_timestamp": common.summary_ms([jobs[j]["seen"] - jobs[j]["created"] for j in ids]),
+        "cpu_seconds_during_burst": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
+        "wall_s_during_burst": round(t_last - t_sub0, 3),
+    }
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=100, help="N: jobs of the admission burst")
+    ap.add_argument("--runs", type=int, default=30, help="M: jobs run to completion for the latency figure")
+    ap.add_argument("--run-concurrency", type=int, default=4, help="max_concurrent_jobs of the completion tenant")
+    ap.add_argument("--submit-concurrency", type=int, default=16, help="concurrent clients of the burst")
+    ap.add_argument("--poll-interval", type=float, default=0.01, help="one poll round of the running jobs, seconds")
+    ap.add_argument("--run-timeout", type=float, default=600, help="bound on the M jobs finishing")
+    ap.add_argument("--collect-timeout", type=float, default=180, help="bound on their results being collected")
+    ap.add_argument("--admit-timeout", type=float, default=300, help="bound on the burst's Jobs existing")
+    ap.add_argument("--api-workers", type=int, default=1)
+    args = ap.parse_args(argv)
+    started = common.machine()
+    print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs)", flush=True)
+
+    from devcluster.cluster import temp_cluster
+
+    cluster = temp_cluster()
+    watch = None
+    try:
+        t0 = time.monotonic()
+        cluster.start()
+        print(f"[{NAME}] dev cluster up in {time.monotonic() - t0:.1f} s ({cluster.apiserver_url})", flush=True)
+        env = {"EXECUTOR": "kubernetes", "KUBECONFIG": str(cluster.kubeconfig), "JOB_TTL_SECONDS": "5",
+               "RESULT_STORAGE_SIZE_GI": "1"}
+        with common.stack(NAME, api_workers=args.api_workers, env=env) as s:
+            watch = JobWatch(cluster.api_client()).start()
+            load_completion = common.load_average()
+            completion = measure_completion(s, cluster, watch, args)
+            load_admission = common.load_average()
+            admission = measure_admission(s, cluster, watch, args)
+            watch_errors = watch.errors
+    finally:
+        if watch is not None:
+            watch.close()
+        cluster.stop()
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
+
+    a, lw, lt = admission, completion["latency_vs_watch"], completion["latency_vs_last_transition_time"]
+    rows = [("measure", "n", "value", "p50 ms", "p99 ms", "max ms")]
+    rows.append(("queued → Jobs created, from first admitted_at (watch-observed N-th Job)", a["jobs"],
+                 f"{a['rate_from_first_admitted_per_s']} Jobs/s ({a['first_admitted_to_last_job_s']} s)", "", "", ""))
+    rows.append(("  same, from first submission", a["jobs"],
+                 f"{a['rate_from_first_submit_per_s']} Jobs/s ({a['first_submit_to_last_job_s']} s)", "", "", ""))
+    rows.append(("  same, by creationTimestamp (1 s resolution), first → N-th Job", a["jobs"],
+                 f"{a['rate_by_creation_timestamp_per_s']} Jobs/s ({a['creation_timestamp_span_s']:.0f} s)", "", "", ""))
+    rows.append(("  submissions (POST /jobs, all N)", a["jobs"], f"{a['submit_per_s']} /s ({a['submit_s']} s)", "", "", ""))
+    m = a["admitted_to_job_observed"]
+    rows.append(("  per job: admitted_at → its Job observed", m["n"], "", m["p50_ms"], m["p99_ms"], m["max_ms"]))
+    rows.append(("Job Complete (watch-observed) → SUCCEEDED in GET /jobs/{id}", lw.get("n"), "",
+                 lw.get("p50_ms"), lw.get("p99_ms"), lw.get("max_ms")))
+    rows.append(("  same, from Complete lastTransitionTime (1 s resolution, reads high)", lt.get("n"), "",
+                 lt.get("p50_ms"), lt.get("p99_ms"), lt.get("max_ms")))
+    pg = completion["poll_gap"]
+    rows.append(("  poll gap per job (If-None-Match)", pg.get("n"), "", pg.get("p50_ms"), pg.get("p99_ms"), pg.get("max_ms")))
+    common.print_table(f"kube admission (dev cluster v1.34, 1 node; N={a['jobs']}, M={completion['jobs']} at "
+                       f"{args.run_concurrency} concurrent; targets ≥ {TARGET_RATE:.0f} Jobs/s, p99 ≤ {TARGET_P99_MS} ms)", rows)
+    print(f"  Jobs per creationTimestamp second: {a['jobs_per_creation_second']}")
+    top = list(a["cpu_seconds_during_burst"].items())[:8]
+    print(f"  CPU seconds during the burst ({a['wall_s_during_burst']} s wall, {started['cpus']} CPUs): "
+          + ", ".join(f"{k} {v}" for k, v in top))
+    print(f"  completion jobs: {completion['final_statuses']}; API already terminal before this process's watch saw "
+          f"Complete: {completion['api_ahead_of_bench_watch']}; raw min latency {completion['latency_vs_watch_raw_min_ms']} ms")
+    result = {"benchmark": NAME, "machine": started, "load_average_before_completion": load_completion,
+              "load_average_before_admission": load_admission, "admission": admission, "completion": completion,
+              "bench_watch_reconnects": watch_errors,
+              "clocks": {"rate": "N / (this process's watch observing the N-th Job − earliest admitted_at of the N jobs, "
+                                 "from the API); creationTimestamp figures are second-resolution",
+                         "latency": "first GET /jobs/{id} answer showing SUCCEEDED − this process's watch observing the "
+                                    "Job's Complete condition; lastTransitionTime variant is truncated to the second"},
+              "targets": {"jobs_per_s": TARGET_RATE, "p99_ms": TARGET_P99_MS}}
+    common.write_result(NAME, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
