@@ -35,3 +35,45 @@ def test_collector_output_must_be_complete():
         parse_collector_log('{"files": {}}\nAAAA\n')
     with pytest.raises(RuntimeError, match="digest"):
         parse_collector_log('{"files": {}}\nAAAA\nEND 00\n')
+
+
+def _api_error(status: int, reason: str):
+    import json as _json
+
+    from kubernetes.client.rest import ApiException
+
+    exc = ApiException(status=status, reason=reason)
+    exc.body = _json.dumps({"kind": "Status", "reason": reason, "message": f"{reason} for the test"})
+    return exc
+
+
+def test_a_write_conflict_is_retried_but_already_exists_is_done():
+    """409 AlreadyExists is a re-delivered start; 409 Conflict (e.g. on the quota's usage) must be retried."""
+    from core.executors.base import JobSpec
+    from kubernetes import client
+
+    from core.executors.kubernetes import KubernetesExecutor
+    from core.settings import Settings
+
+    ex = KubernetesExecutor(Settings(), None, api=client.ApiClient(), publish=lambda e: None)
+    spec = JobSpec("j", "t", "ns", 1, 1, "a.sumocfg", "inputs/t/j.zip", 60)
+    body = {"kind": "ConfigMap", "metadata": {"name": "cm"}}
+
+    calls = []
+
+    def conflict_once(ns, b):
+        calls.append(ns)
+        if len(calls) == 1:
+            raise _api_error(409, "Conflict")
+
+    ex._create_quota_aware(spec, conflict_once, body)
+    assert len(calls) == 2, "the conflicting create was tried again"
+
+    calls.clear()
+
+    def exists(ns, b):
+        calls.append(ns)
+        raise _api_error(409, "AlreadyExists")
+
+    ex._create_quota_aware(spec, exists, body)
+    assert len(calls) == 1

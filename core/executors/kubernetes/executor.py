@@ -73,6 +73,14 @@ def wait_until(what: str, predicate, timeout: float, interval: float = 0.2):
         interval = min(interval * 1.5, 2.0)
 
 
+def _reason(exc: ApiException) -> str | None:
+    """The Status reason of an API error (AlreadyExists, Conflict, …), if the body carries one."""
+    try:
+        return json.loads(exc.body or "{}").get("reason")
+    except (ValueError, AttributeError):
+        return None
+
+
 def _ok(fn, *args, allow=(404, 409), **kw):
     """Call the API; ``allow``ed statuses (NotFound, AlreadyExists) are normal outcomes and give None."""
     try:
@@ -205,8 +213,10 @@ class KubernetesExecutor(Executor):
             try:
                 create(spec.namespace, body)
             except ApiException as exc:
+                if exc.status == 409 and _reason(exc) == "AlreadyExists":
+                    return True  # a re-delivered start: the object is there
                 if exc.status == 409:
-                    return True
+                    return False  # a write conflict (e.g. on the quota's usage): try again
                 if exc.status == 403 and "quota" in (exc.body or ""):
                     if report:
                         self.publish(StatusEvent(spec.job_id, JobStatus.PENDING, _now(),
