@@ -14,8 +14,13 @@ pytestmark = pytest.mark.kube
 
 @pytest.fixture(scope="module")
 def kstack(make_stack, cluster):
-    return make_stack("kube-service", EXECUTOR="kubernetes", KUBECONFIG=str(cluster.kubeconfig),
-                      JOB_TTL_SECONDS="5", RESULT_STORAGE_SIZE_GI="1", WATCH_RESYNC_SECONDS="5")
+    # Its own Lease namespace, and stopped with this module: the cluster is shared by the whole session, and a
+    # watcher left running would hold the Lease other tests' watchers wait for.
+    stack = make_stack("kube-service", EXECUTOR="kubernetes", KUBECONFIG=str(cluster.kubeconfig),
+                       JOB_TTL_SECONDS="5", RESULT_STORAGE_SIZE_GI="1", WATCH_RESYNC_SECONDS="5",
+                       CONTROLLER_NAMESPACE="sumo-k8-service-test")
+    yield stack
+    stack.stop()
 
 
 def test_register_run_bologna_and_download_through_the_api(kstack, cluster, tmp_path):
