@@ -46,7 +46,8 @@ async def submit_job(
             return submission.submit(ctx, caller.tenant, Path(tmp.name), request)
 
     row, created = await run_in_threadpool(store_and_submit)
-    body = {"job_id": str(row["job_id"]), "status": row["status"] if not created else JobStatus.QUEUED.value, "config_file": row["config_file"]}
+    # A replayed Idempotency-Key answers with the existing job as it is now.
+    body = {"job_id": str(row["job_id"]), "status": row["status"], "config_file": row["config_file"]}
     headers = {"Location": f"/jobs/{row['job_id']}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"

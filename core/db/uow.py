@@ -6,7 +6,7 @@ PostgreSQL one and domain tests need no database at all.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import sqlalchemy as sa
 
@@ -20,7 +20,7 @@ class UnitOfWork:
         self.jobs = JobRepository(conn)
 
 
-UnitOfWorkFactory = Callable[[], "contextlib.AbstractContextManager[UnitOfWork]"]
+UnitOfWorkFactory = Callable[[], ContextManager[UnitOfWork]]
 
 
 def sql_unit_of_work(engine: sa.Engine) -> UnitOfWorkFactory:

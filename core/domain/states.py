@@ -154,10 +154,3 @@ def cancel(state: JobState, at: datetime) -> JobState | None:
     changes = {"status": JobStatus.CANCELLED, "finished_at": at, "pending_reason": None, "error": "cancelled by the tenant"}
     return replace(state, **changes, changes=changes)
 
-
-def fail(state: JobState, at: datetime, reason: str) -> JobState | None:
-    """Any unfinished state → FAILED by the controller itself (e.g. input lost)."""
-    if state.status.is_terminal:
-        return None
-    changes = {"status": JobStatus.FAILED, "finished_at": at, "pending_reason": None, "error": reason}
-    return replace(state, **changes, changes=changes)

@@ -100,11 +100,6 @@ class LocalRunner:
         finally:
             os.close(lock_fd)
 
-    def cancel(self, job_id: str) -> None:
-        wd = self.workdir(job_id)
-        wd.root.mkdir(parents=True, exist_ok=True)
-        wd.cancel_marker.touch()
-
     # -- the run ------------------------------------------------------------------------
     def _run_locked(self, spec: JobSpec, wd: WorkDir) -> StatusEvent:
         if wd.cancel_marker.exists():

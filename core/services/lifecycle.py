@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from core.executors.base import StillRunning
-from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel, fail
+from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel
 from core.results import parse_statistics
 from core.services.context import Context, utcnow
 from core.services.errors import NotFound
@@ -97,19 +97,6 @@ def stop_in_executor(ctx: Context, job_id: str) -> None:
     job, spec = spec_for(ctx, job_id)
     if spec is not None:
         ctx.executor.cancel(spec)
-
-
-def fail_job(ctx: Context, job_id: str, reason: str) -> None:
-    now = utcnow()
-    with ctx.uow() as uow:
-        job = uow.jobs.get(job_id, lock=True)
-        if job is None:
-            return
-        new = fail(_state(job), now, reason)
-        if new is None:
-            return
-        uow.jobs.update(job_id, {**new.changes, "last_dispatch_at": now}, now)
-    _after_finish(ctx, job_id, job["tenant_id"])
 
 
 def collect_results(ctx: Context, job_id: str) -> None:

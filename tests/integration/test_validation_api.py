@@ -87,17 +87,22 @@ def test_symlink_entry(api, tenant, tmp_path):
     refused(api, tenant, symlink_zip(tmp_path), 422, "link.xml", "symbolic link")
 
 
+def post_on_own_connection(api, tenant, path):
+    """Submit on a fresh connection with a bounded timeout: the server may close it after refusing."""
+    with httpx.Client(base_url=str(api.http.base_url), timeout=httpx.Timeout(30)) as http:
+        return http.post(
+            "/jobs",
+            data={"scenario_id": path.stem, "cpu_request": "1", "memory_gi": "1"},
+            files={"sumo_files": (path.name, path.read_bytes(), "application/zip")},
+            headers=api.auth(tenant),
+        )
+
+
 def test_zip_bomb_answers_413(api, tenant, tmp_path):
     # 200 MiB of zeros deflate to well under the 5 MB upload limit
     path = zeros_zip(tmp_path, {"bomb.xml": 200 << 20})
     assert path.stat().st_size < 4 << 20
-    with httpx.Client(base_url=str(api.http.base_url), timeout=httpx.Timeout(30)) as http:
-        r = http.post(
-            "/jobs",
-            data={"scenario_id": "bomb", "cpu_request": "1", "memory_gi": "1"},
-            files={"sumo_files": ("bomb.zip", path.read_bytes(), "application/zip")},
-            headers=api.auth(tenant),
-        )
+    r = post_on_own_connection(api, tenant, path)
     assert r.status_code == 413, r.text
     assert "bomb.xml" in r.json()["detail"]
     assert_nothing_stored(api, tenant)
@@ -120,13 +125,7 @@ def test_upload_over_max_file_size(api, tenant, tmp_path):
     entries["noise.bin"] = os.urandom(6 << 20)
     path = make_zip(tmp_path, entries, compression=zipfile.ZIP_STORED)
     assert path.stat().st_size > 6 << 20
-    with httpx.Client(base_url=str(api.http.base_url), timeout=httpx.Timeout(30)) as http:
-        r = http.post(
-            "/jobs",
-            data={"scenario_id": "big", "cpu_request": "1", "memory_gi": "1"},
-            files={"sumo_files": ("big.zip", path.read_bytes(), "application/zip")},
-            headers=api.auth(tenant),
-        )
+    r = post_on_own_connection(api, tenant, path)
     assert r.status_code == 413, r.text
     assert "MAX_FILE_SIZE_MB" in r.json()["detail"]
     assert_nothing_stored(api, tenant)

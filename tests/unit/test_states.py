@@ -17,7 +17,6 @@ from core.domain.states import (
     admit,
     apply_event,
     cancel,
-    fail,
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -269,21 +268,6 @@ def test_cancel_unfinished(current):
 @pytest.mark.parametrize("current", TERMINALS)
 def test_cancel_finished_is_noop(current):
     assert cancel(state(current, finished_at=T0), T2) is None
-
-
-@pytest.mark.parametrize("current", NON_TERMINAL)
-def test_fail_unfinished(current):
-    new = fail(state(current, pending_reason="waiting"), T2, "input archive lost")
-    assert new.status is S.FAILED
-    assert new.finished_at == T2
-    assert new.pending_reason is None
-    assert new.error == "input archive lost"
-    assert new.changes == {"status": S.FAILED, "finished_at": T2, "pending_reason": None, "error": "input archive lost"}
-
-
-@pytest.mark.parametrize("current", TERMINALS)
-def test_fail_finished_is_noop(current):
-    assert fail(state(current, finished_at=T0), T2, "late") is None
 
 
 def test_changes_are_not_part_of_equality():
