@@ -65,7 +65,8 @@ def measure_visibility(s, tenant: dict, ids: list[str], args) -> tuple[list[floa
     from core.messaging import MessageBus, get_broker
     from core.settings import Settings
 
-    bus = MessageBus(get_broker(Settings(redis_url=s.env["REDIS_URL"])))
+    settings = Settings(redis_url=s.env["REDIS_URL"])
+    bus = MessageBus(get_broker(settings), settings.executor)
     latencies, polls_needed, timeouts = [], [], 0
     with httpx.Client(base_url=s.url, timeout=30, headers=common.auth(tenant)) as c:
         for job_id in ids:

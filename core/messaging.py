@@ -39,6 +39,11 @@ ROUTES = {
 }
 QUEUES = sorted({r.queue for r in ROUTES.values()})
 
+#: Which actor starts an admitted job, per executor.  The local executor's
+#: start is nothing but the simulation message, so it is sent directly (one
+#: message per job, not two); Kubernetes needs ``start_job`` to create its objects.
+START_ACTORS = {"local": "run_simulation", "kubernetes": "start_job"}
+
 #: Out of a million Redis commands, how many also re-queue the messages of
 #: workers whose heartbeat stopped.  Dramatiq's default (1000) can leave a
 #: dead worker's message waiting a minute on a quiet system; at 20000 idle
@@ -76,8 +81,9 @@ def get_broker(settings: Settings) -> RedisBroker:
 class MessageBus:
     """Typed senders for each message; the only code that builds Dramatiq messages."""
 
-    def __init__(self, broker: dramatiq.Broker) -> None:
+    def __init__(self, broker: dramatiq.Broker, executor: str) -> None:
         self.broker = broker
+        self._start_actor = START_ACTORS[executor]
 
     def best_effort(self, send, *args) -> bool:
         """Send after a commit: a broker outage must not turn a committed change into an error.
@@ -113,7 +119,8 @@ class MessageBus:
         self.broker.client.delete(_pending_key(tenant_id))
 
     def start_job(self, job_id: str) -> None:
-        self._send("start_job", job_id)
+        """Start an admitted job on the configured executor (see :data:`START_ACTORS`)."""
+        self._send(self._start_actor, job_id)
 
     def reconcile_tenant(self, tenant_id: str) -> None:
         self._send("reconcile_tenant", tenant_id)

@@ -26,7 +26,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     api = api_client_from(settings)
-    bus = MessageBus(get_broker(settings))
+    bus = MessageBus(get_broker(settings), settings.executor)
     identity = f"{socket.gethostname()}-{os.getpid()}"
     lease = LeaderLease(api, settings.controller_namespace, identity)
     watcher = Watcher(api, bus.publish_status, resync_seconds=settings.watch_resync_seconds,

@@ -100,12 +100,16 @@ class JobRepository:
         return dict(result) if result else None
 
     def update(self, job_id: str, changes: dict, now: datetime) -> None:
+        self.update_many([job_id], changes, now)
+
+    def update_many(self, job_ids: list[str], changes: dict, now: datetime) -> None:
+        """The same changes to every job of ``job_ids``, in one statement (an admission pass admits many)."""
         values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
         if "status" in values:
             values["dispatch_attempts"] = 0  # it moved: the next stall starts a fresh backoff
         self.conn.execute(
             sa.update(jobs)
-            .where(jobs.c.job_id == job_id)
+            .where(jobs.c.job_id.in_(job_ids))
             .values(**values, updated_at=now, version=jobs.c.version + 1)
         )
 

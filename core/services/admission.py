@@ -32,9 +32,9 @@ def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
             return []
         queue = uow.jobs.queue_head(tenant_id, room)
         admitted = select_admissible(limits, usage, queue)
-        for job_id in admitted:
+        if admitted:  # every candidate is QUEUED (locked above): one transition, one statement for all
             state = admit(JobState(JobStatus.QUEUED), now)
-            uow.jobs.update(job_id, {**state.changes, "last_dispatch_at": now}, now)
+            uow.jobs.update_many(admitted, {**state.changes, "last_dispatch_at": now}, now)
     for job_id in admitted:
         log.info("job %s admitted for %s", job_id, tenant_id)
         ctx.bus.best_effort(ctx.bus.start_job, job_id)

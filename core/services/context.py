@@ -46,7 +46,7 @@ class Context:
 
     @cached_property
     def bus(self) -> MessageBus:
-        return MessageBus(get_broker(self.settings))
+        return MessageBus(get_broker(self.settings), self.settings.executor)
 
     @cached_property
     def store(self) -> ObjectStore:
