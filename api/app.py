@@ -7,7 +7,9 @@ without internals.
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -28,7 +30,17 @@ log = logging.getLogger("api")
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        # Blocking calls run on this many threads.  anyio's default (40) lets every
+        # in-flight request hold a thread: they then fight for the GIL and the
+        # connection pool, and the futex traffic costs more CPU than the work.
+        to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="sumo-k8",
         version="0.1.0",
         description="Runs Eclipse SUMO scenarios for tenants, on this machine or as Kubernetes Jobs.",

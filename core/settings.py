@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, description="Port the API listens on.")
     web_concurrency: int = Field(2, ge=1, description="uvicorn worker processes.")
+    api_threads: int = Field(8, ge=1, description="Threads per API worker for blocking calls (database, storage); more mostly contend for the GIL.")
     log_level: str = Field("INFO", description="Python log level for every process.")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
     admin_key: str = Field("", description="Value of the X-Admin-Key header; empty: `make run` generates one under DATA_DIR.")

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -38,14 +36,8 @@ async def submit_job(
     ctx: Context = Depends(context),
 ):
     request = submission.Submission(scenario_id, cpu_request, memory_gi, config_file or None, idempotency_key or None)
-
-    def store_and_submit():
-        with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
-            shutil.copyfileobj(sumo_files.file, tmp, 1024 * 1024)
-            tmp.flush()
-            return submission.submit(ctx, caller.tenant, Path(tmp.name), request)
-
-    row, created = await run_in_threadpool(store_and_submit)
+    # The upload is already spooled (in memory up to 1 MiB, else a temp file): it is read from there.
+    row, created = await run_in_threadpool(submission.submit, ctx, caller.tenant, sumo_files.file, request)
     # A replayed Idempotency-Key answers with the existing job as it is now.
     body = {"job_id": str(row["job_id"]), "status": row["status"], "config_file": row["config_file"]}
     headers = {"Location": f"/jobs/{row['job_id']}"}

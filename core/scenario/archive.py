@@ -31,7 +31,7 @@ import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import IO, Iterator
+from typing import IO, BinaryIO, Iterator
 
 from .errors import ScenarioError
 from .paths import is_junk, normalize_entry_name
@@ -80,8 +80,8 @@ class Scenario:
 # --------------------------------------------------------------------------- opening
 
 
-def _open_zip(path: pathlib.Path, limits: ArchiveLimits | None = None) -> zipfile.ZipFile:
-    """Open ``path`` as a ZIP, mapping every parse failure to a 400 refusal.
+def _open_zip(path: pathlib.Path | BinaryIO, limits: ArchiveLimits | None = None) -> zipfile.ZipFile:
+    """Open ``path`` (or a seekable binary file) as a ZIP, mapping every parse failure to a 400 refusal.
 
     When ``limits`` is given, the entry count of the end-of-central-directory
     record is checked *before* zipfile parses the whole central directory, so
@@ -104,14 +104,18 @@ def _open_zip(path: pathlib.Path, limits: ArchiveLimits | None = None) -> zipfil
         raise ScenarioError(f"the upload is not a valid ZIP archive ({exc})", 400) from None
 
 
-def _declared_entry_count(path: pathlib.Path) -> int | None:
+def _declared_entry_count(path: pathlib.Path | BinaryIO) -> int | None:
     """Total entry count from the end-of-central-directory record, or None if unavailable."""
     end_rec = getattr(zipfile, "_EndRecData", None)
     index = getattr(zipfile, "_ECD_ENTRIES_TOTAL", None)
     if end_rec is None or index is None:  # pragma: no cover - private API moved
         return None
-    with open(path, "rb") as fp:
-        rec = end_rec(fp)
+    if hasattr(path, "read"):
+        path.seek(0)
+        rec = end_rec(path)
+    else:
+        with open(path, "rb") as fp:
+            rec = end_rec(fp)
     if not rec:
         raise zipfile.BadZipFile("File is not a zip file")
     return int(rec[index])
@@ -358,13 +362,14 @@ def _choose_config(files: list[str], root: str, config_file: str | None) -> str:
 # --------------------------------------------------------------------------- public API
 
 
-def inspect_archive(path: pathlib.Path, config_file: str | None, limits: ArchiveLimits) -> Scenario:
-    """Check the upload at ``path`` and describe the scenario it contains.
+def inspect_archive(path: pathlib.Path | BinaryIO, config_file: str | None, limits: ArchiveLimits) -> Scenario:
+    """Check the upload at ``path`` (a file, or a seekable binary file object) and describe its scenario.
 
     Raises :class:`ScenarioError` (400/413/422) naming the first problem found.
     Reads only the ZIP file; writes nothing.
     """
-    path = pathlib.Path(path)
+    if not hasattr(path, "read"):
+        path = pathlib.Path(path)
     with _open_zip(path, limits) as zf:
         kept = _collect(zf, limits)
         root = _common_root(list(kept))

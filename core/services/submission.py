@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from core.domain.admission import Limits, request_violation
 from core.domain.states import JobStatus
@@ -30,8 +30,11 @@ class Submission:
     idempotency_key: str | None
 
 
-def submit(ctx: Context, tenant: dict, archive: Path, request: Submission) -> tuple[dict, bool]:
-    """Returns (job row, created); created is False when the idempotency key named an existing job."""
+def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -> tuple[dict, bool]:
+    """Returns (job row, created); created is False when the idempotency key named an existing job.
+
+    ``archive`` is the upload as a seekable binary file (spooled by the web server).
+    """
     tenant_id = tenant["tenant_id"]
     if request.idempotency_key:
         with ctx.uow() as uow:
@@ -47,7 +50,9 @@ def submit(ctx: Context, tenant: dict, archive: Path, request: Submission) -> tu
 
     job_id = str(uuid.uuid4())
     input_key = f"inputs/{tenant_id}/{job_id}.zip"
-    ctx.store.put_file(input_key, archive)
+    input_size = archive.seek(0, 2)
+    archive.seek(0)
+    ctx.store.put_stream(input_key, archive)
     now = utcnow()
     row = {
         "job_id": job_id,
@@ -58,7 +63,7 @@ def submit(ctx: Context, tenant: dict, archive: Path, request: Submission) -> tu
         "memory_gi": request.memory_gi,
         "config_file": scenario.config_file,
         "input_key": input_key,
-        "input_size": archive.stat().st_size,
+        "input_size": input_size,
         "idempotency_key": request.idempotency_key,
         "submitted_at": now,
         "last_dispatch_at": now,
