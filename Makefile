@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SUMO_K8_CACHE ?= $(HOME)/.cache/sumo-k8
 
-.PHONY: run test test-unit test-storage test-integration test-kube kube-deps bench venv clean settings-table dev-cluster
+.PHONY: run test test-unit test-storage test-integration test-kube kube-deps bench bench-tools venv clean settings-table dev-cluster
 
 venv: $(STAMP)
 
@@ -47,8 +47,14 @@ test-storage: venv
 test-integration: venv
 	$(BIN)/python -m pytest -q tests/integration
 
-bench: venv
+bench: venv bench-tools
 	$(BIN)/python -m bench.run_all
+
+# The HTTP load generator of bench/submit_throughput (Go; cheap on the client side), into the cache.
+BOMBARDIER := $(SUMO_K8_CACHE)/bin/bombardier
+bench-tools: $(BOMBARDIER)
+$(BOMBARDIER):
+	GOBIN=$(SUMO_K8_CACHE)/bin GOFLAGS=-mod=mod go install github.com/codesenberg/bombardier@v1.2.6
 
 settings-table: venv
 	$(BIN)/python -m core.settings

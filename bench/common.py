@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from devcluster.cluster import cache_dir  # noqa: F401 — one cache root for heavy tools (bench/submit_throughput)
 from devstack.services import wait_for as wait_until  # noqa: F401 — used by the benchmarks as common.wait_until
 
 import httpx
