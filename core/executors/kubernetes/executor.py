@@ -44,6 +44,7 @@ from core.storage.base import ObjectNotFound, ObjectStore
 log = logging.getLogger(__name__)
 
 COLLECT_TIMEOUT = 300.0
+MERGE = "application/merge-patch+json"
 QUOTA_SETTLE_TIMEOUT = 60.0
 
 
@@ -166,29 +167,58 @@ class KubernetesExecutor(Executor):
 
     # -- jobs ---------------------------------------------------------------------------------
     def start(self, spec: JobSpec) -> None:
+        """Create the Job suspended, its ConfigMaps owned by it, then resume it (three calls per start).
+
+        No read first: the create answers AlreadyExists on a re-delivery, and only then is the Job read
+        (a resumed one is left alone; a suspended one gets its ConfigMaps and is resumed).  Responses are
+        not turned into client models (only the Job's uid is needed), which saves CPU per call.
+        """
         ns, name = spec.namespace, m.job_name(spec.job_id)
-        existing = _ok(self.batch.read_namespaced_job, name, ns)
-        if existing is not None and not existing.spec.suspend:
-            return  # already started
         self._ensure_basics(spec)
         try:
             archive, config_file, log_file = self._repack(spec)
         except (ObjectNotFound, OSError, ValueError) as exc:  # _repack turns ScenarioError into ValueError
+            job = self._read_job(ns, name)
+            if job is not None and not job["spec"].get("suspend"):
+                return  # a re-delivery of a start that already happened (its input may be gone since)
             self._fail(spec, f"could not prepare the input: {exc}")
             return
         parts = m.chunk(archive)
-        if existing is None:
-            body = m.simulation_job(spec, image=self.settings.sumo_image, config_file=config_file, log_file=log_file,
-                                    chunks=len(parts), backoff_limit=self.settings.job_backoff_limit,
-                                    ttl_seconds=self.settings.job_ttl_seconds)
-            existing = _ok(self.batch.create_namespaced_job, ns, body) or self.batch.read_namespaced_job(name, ns)
-        for cm in m.input_configmaps(spec, parts, existing.metadata.uid):
-            self._create_quota_aware(spec, self.core.create_namespaced_config_map, cm)
-        self.batch.patch_namespaced_job(name, ns, {"spec": {"suspend": False}})
+        body = m.simulation_job(spec, image=self.settings.sumo_image, config_file=config_file, log_file=log_file,
+                                chunks=len(parts), backoff_limit=self.settings.job_backoff_limit,
+                                ttl_seconds=self.settings.job_ttl_seconds)
+        try:
+            job = _json(self.batch.create_namespaced_job(ns, body, _preload_content=False))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            job = self._read_job(ns, name)  # AlreadyExists: a re-delivered start
+            if job is None:
+                raise RuntimeError(f"Job {ns}/{name} exists and is gone again; retrying the start") from exc
+            if not job["spec"].get("suspend"):
+                return  # already started
+        uid = job["metadata"]["uid"]
+        for cm in m.input_configmaps(spec, parts, uid):
+            self._create_quota_aware(spec, lambda ns_, body_: _drain(
+                self.core.create_namespaced_config_map(ns_, body_, _preload_content=False)), cm)
+        _drain(self.batch.patch_namespaced_job(name, ns, {"spec": {"suspend": False}}, _content_type=MERGE,
+                                               _preload_content=False))
         log.info("job %s: Job %s/%s started with %d input ConfigMap(s)", spec.job_id, ns, name, len(parts))
 
+    def _read_job(self, ns: str, name: str) -> dict | None:
+        try:
+            return _json(self.batch.read_namespaced_job(name, ns, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def _repack(self, spec: JobSpec) -> tuple[bytes, str, str | None]:
-        """The accepted files only, root folder stripped, as a zip; plus config and log paths."""
+        """The accepted files only, root folder stripped, as a zip; plus config and log paths.
+
+        An upload that already is exactly that (no root folder, nothing ignored, plain names, stored or
+        deflated entries) is used as it is: the same bytes on every delivery, no extraction, no re-compression.
+        """
         from core.scenario import ScenarioError, extract_scenario, inspect_archive
         from core.services.context import archive_limits
 
@@ -197,6 +227,8 @@ class KubernetesExecutor(Executor):
             self.store.download_file(spec.input_key, src)
             try:
                 scenario = inspect_archive(src, spec.config_file, archive_limits(self.settings))
+                if _usable_as_is(src, scenario):
+                    return src.read_bytes(), scenario.config_file, scenario.log_file
                 extract_scenario(src, scenario, run)
             except ScenarioError as exc:
                 raise ValueError(str(exc)) from exc
@@ -352,6 +384,41 @@ def parse_collector_log(text: str) -> tuple[dict, bytes]:
     if hashlib.sha256(raw).hexdigest() != lines[-1][4:].strip():
         raise RuntimeError("collector output is corrupted (archive digest mismatch)")
     return header, raw
+
+
+def _usable_as_is(path: Path, scenario) -> bool:
+    """True when the archive holds exactly the scenario's files under their plain names (no root folder,
+    nothing ignored, no duplicates), each stored or deflated: what the init container unpacks is then
+    exactly what the re-packed archive would hold."""
+    if scenario.root:
+        return False
+    wanted = set(scenario.files)
+    seen: set[str] = set()
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.filename.endswith("/"):
+                continue  # a folder entry: the init container skips it
+            if info.filename not in wanted or info.filename in seen \
+                    or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                return False
+            seen.add(info.filename)
+    return seen == wanted
+
+
+def _json(resp) -> dict:
+    """The body of a ``_preload_content=False`` response as a dict (the connection goes back to the pool)."""
+    try:
+        return json.loads(resp.data)
+    finally:
+        resp.release_conn()
+
+
+def _drain(resp) -> None:
+    """Read and release a ``_preload_content=False`` response whose body is not needed."""
+    try:
+        resp.data  # noqa: B018 — reads the body so the connection can be reused
+    finally:
+        resp.release_conn()
 
 
 def _sha256(path: Path) -> str:
