@@ -30,6 +30,36 @@ def test_repack_is_deterministic_and_keeps_only_the_scenario(tmp_path):
     assert "run.sumocfg" in names and "acosta_buslanes.net.xml" in names
 
 
+def test_an_upload_that_is_exactly_the_scenario_is_used_as_is(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    store.put_file("inputs/t/j.zip", BOLOGNA)
+    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient())
+    archive, _, _ = ex._repack(JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60))
+    assert archive == BOLOGNA.read_bytes()
+
+
+def test_a_root_folder_and_ignored_entries_are_stripped(tmp_path):
+    """An upload with a root folder, folder entries and junk is re-packed: only the scenario's files, plain names."""
+    src = tmp_path / "wrapped.zip"
+    with zipfile.ZipFile(BOLOGNA) as zin, zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zout:
+        zout.writestr("scenario/", b"")
+        for info in zin.infolist():
+            zout.writestr("scenario/" + info.filename, zin.read(info))
+        zout.writestr("scenario/.DS_Store", b"junk")
+        zout.writestr("__MACOSX/scenario/._run.sumocfg", b"junk")
+    store = LocalStore(tmp_path / "store")
+    store.put_file("inputs/t/j.zip", src)
+    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient())
+    spec = JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
+    first, config, _ = ex._repack(spec)
+    assert first == ex._repack(spec)[0] and config == "run.sumocfg"
+    import io
+
+    with zipfile.ZipFile(BOLOGNA) as zin, zipfile.ZipFile(io.BytesIO(first)) as packed:
+        assert sorted(packed.namelist()) == sorted(i.filename for i in zin.infolist() if not i.is_dir())
+        assert all(packed.read(n) == zin.read(n) for n in packed.namelist())
+
+
 def test_collector_output_must_be_complete():
     with pytest.raises(RuntimeError, match="truncated"):
         parse_collector_log('{"files": {}}\nAAAA\n')
