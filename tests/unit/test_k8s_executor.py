@@ -107,3 +107,95 @@ def test_a_write_conflict_is_retried_but_already_exists_is_done():
 
     ex._create_quota_aware(spec, exists, body)
     assert len(calls) == 1
+
+
+class _Resp:
+    """A ``_preload_content=False`` answer."""
+
+    def __init__(self, body: dict | None = None):
+        import json as _json
+
+        self.data = _json.dumps(body or {}).encode()
+        self.released = False
+
+    def release_conn(self):
+        self.released = True
+
+
+class _FakeCluster:
+    """Just enough of BatchV1Api/CoreV1Api for ``start``: one Job, its ConfigMaps, the calls made."""
+
+    def __init__(self, job: dict | None = None):
+        self.job, self.cms, self.calls = job, {}, []
+
+    def create_namespaced_job(self, ns, body, **kw):
+        self.calls.append("create job")
+        if self.job is not None:
+            raise _api_error(409, "AlreadyExists")
+        self.job = {**body, "metadata": {**body["metadata"], "uid": "uid-1"}}
+        return _Resp(self.job)
+
+    def read_namespaced_job(self, name, ns, **kw):
+        self.calls.append("read job")
+        if self.job is None:
+            raise _api_error(404, "NotFound")
+        return _Resp(self.job)
+
+    def patch_namespaced_job(self, name, ns, body, **kw):
+        self.calls.append("patch job")
+        self.job["spec"].update(body["spec"])
+        return _Resp(self.job)
+
+    def create_namespaced_config_map(self, ns, body, **kw):
+        self.calls.append("create configmap")
+        if body["metadata"]["name"] in self.cms:
+            raise _api_error(409, "AlreadyExists")
+        self.cms[body["metadata"]["name"]] = body
+        return _Resp(body)
+
+
+def _executor_on(fake, tmp_path, published):
+    store = LocalStore(tmp_path / "store")
+    store.put_file("inputs/t/j.zip", BOLOGNA)
+    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient(), publish=published.append)
+    ex.batch = ex.core = fake
+    ex._ready_namespaces.add("ns")
+    return ex, JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
+
+
+def test_start_creates_suspended_attaches_owned_configmaps_and_resumes(tmp_path):
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+    ex.start(spec)
+    assert fake.calls == ["create job", "create configmap", "patch job"]  # no read before the create
+    assert fake.job["spec"]["suspend"] is False
+    (cm,) = fake.cms.values()
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert published == []
+
+    fake.calls.clear()
+    ex.start(spec)  # re-delivered after it started: the create says AlreadyExists, the read says resumed
+    assert fake.calls == ["create job", "read job"]
+
+
+def test_a_start_interrupted_before_resuming_is_finished_by_the_redelivery(tmp_path):
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+    ex.start(spec)
+    fake.job["spec"]["suspend"] = True  # as if the worker died before the resume patch
+    fake.calls.clear()
+    ex.start(spec)
+    assert fake.calls == ["create job", "read job", "create configmap", "patch job"]
+    assert fake.job["spec"]["suspend"] is False and len(fake.cms) == 1
+
+
+def test_a_lost_input_fails_the_job_unless_it_already_started(tmp_path):
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+    ex.start(spec)
+    ex.store.delete_prefix("inputs/")
+    ex.start(spec)  # started already: a re-delivery without its input is a no-op
+    assert published == []
+    fake.job = None
+    ex.start(spec)
+    assert [e.status.value for e in published] == ["FAILED"] and "input" in published[0].reason

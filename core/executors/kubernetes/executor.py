@@ -48,17 +48,25 @@ MERGE = "application/merge-patch+json"
 QUOTA_SETTLE_TIMEOUT = 60.0
 
 
+#: Connections kept per API server: at least the threads that call it at once (the control workers), or
+#: urllib3 discards the extra connections after each call and every call pays a new TLS handshake.
+CONNECTION_POOL_MAXSIZE = 32
+
+
 def api_client_from(settings) -> client.ApiClient:
     """KUBECONFIG if set, else the in-cluster config, else ~/.kube/config."""
     from kubernetes import config
 
+    cfg = type.__call__(client.Configuration)  # a fresh one, not a copy of the process-wide default
     if settings.kubeconfig:
-        return config.new_client_from_config(config_file=settings.kubeconfig)
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()
+        config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg, persist_config=False)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=cfg, persist_config=False)
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, CONNECTION_POOL_MAXSIZE)
+    return client.ApiClient(configuration=cfg)
 
 
 def wait_until(what: str, predicate, timeout: float, interval: float = 0.2):
