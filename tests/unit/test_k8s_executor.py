@@ -163,30 +163,41 @@ def _executor_on(fake, tmp_path, published):
     return ex, JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
 
 
-def test_start_creates_suspended_attaches_owned_configmaps_and_resumes(tmp_path):
+def test_start_creates_the_job_then_its_owned_configmaps(tmp_path):
     fake, published = _FakeCluster(), []
     ex, spec = _executor_on(fake, tmp_path, published)
     ex.start(spec)
-    assert fake.calls == ["create job", "create configmap", "patch job"]  # no read before the create
+    assert fake.calls == ["create job", "create configmap"]  # no read before the create, nothing to resume
     assert fake.job["spec"]["suspend"] is False
     (cm,) = fake.cms.values()
     assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert published == []
 
     fake.calls.clear()
-    ex.start(spec)  # re-delivered after it started: the create says AlreadyExists, the read says resumed
-    assert fake.calls == ["create job", "read job"]
+    ex.start(spec)  # re-delivered: the create says AlreadyExists, the read gives the uid, the ConfigMap exists
+    assert fake.calls == ["create job", "read job", "create configmap"]
+    assert len(fake.cms) == 1
 
 
-def test_a_start_interrupted_before_resuming_is_finished_by_the_redelivery(tmp_path):
+def test_a_start_interrupted_before_its_configmaps_is_finished_by_the_redelivery(tmp_path):
     fake, published = _FakeCluster(), []
     ex, spec = _executor_on(fake, tmp_path, published)
     ex.start(spec)
-    fake.job["spec"]["suspend"] = True  # as if the worker died before the resume patch
+    fake.cms.clear()  # as if the worker died between the Job and its ConfigMap
+    ex.start(spec)
+    (cm,) = fake.cms.values()
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_a_job_left_suspended_is_resumed(tmp_path):
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+    ex.start(spec)
+    fake.job["spec"]["suspend"] = True  # created suspended by an earlier version that died before resuming it
     fake.calls.clear()
     ex.start(spec)
     assert fake.calls == ["create job", "read job", "create configmap", "patch job"]
-    assert fake.job["spec"]["suspend"] is False and len(fake.cms) == 1
+    assert fake.job["spec"]["suspend"] is False
 
 
 def test_a_lost_input_fails_the_job_unless_it_already_started(tmp_path):
@@ -196,6 +207,10 @@ def test_a_lost_input_fails_the_job_unless_it_already_started(tmp_path):
     ex.store.delete_prefix("inputs/")
     ex.start(spec)  # started already: a re-delivery without its input is a no-op
     assert published == []
+    fake.job["spec"]["suspend"] = True
+    ex.start(spec)  # suspended (an earlier version's start, interrupted): without its input it cannot run
+    assert [e.status.value for e in published] == ["FAILED"]
+    published.clear()
     fake.job = None
     ex.start(spec)
     assert [e.status.value for e in published] == ["FAILED"] and "input" in published[0].reason
