@@ -22,7 +22,6 @@ from devstack.services import Service, free_port, port_open, start_postgres, sta
 
 CONTROL_QUEUES = ["admission", "executor", "status", "results"]
 SIM_QUEUES = ["simulations"]
-EXECUTOR_QUEUES = ["executor"]
 
 
 def migrate(database_url: str) -> None:
@@ -115,11 +114,6 @@ class Stack:
     def start_workers(self, name: str = "workers", processes: int = 1, threads: int = 8) -> Proc:
         return self.proc(name, _dramatiq(CONTROL_QUEUES, processes, threads)).start()
 
-    def start_executor_workers(self, name: str = "executor", threads: int = 16) -> Proc:
-        # Kubernetes starts mostly wait on the API server: a process of their own (as well as the control
-        # workers) so that a burst of starts neither queues behind admission passes nor shares their GIL.
-        return self.proc(name, _dramatiq(EXECUTOR_QUEUES, 1, threads)).start()
-
     def start_simulation_workers(self, name: str = "simulations", threads: int = 2) -> Proc:
         # A simulation holds its thread for minutes: take one message per free thread, never hoard
         # messages another idle process could run (Dramatiq prefetches 2 per thread by default).
@@ -177,7 +171,6 @@ def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_worker
         stack = Stack(data_dir, env, port, services)
         stack.start_workers()
         if settings.executor == "kubernetes":
-            stack.start_executor_workers()
             stack.start_watcher()  # Kubernetes runs the simulations; the watcher reports on them
         else:
             stack.start_simulation_workers(threads=settings.local_max_parallel or os.cpu_count() or 1)
