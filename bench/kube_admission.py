@@ -411,6 +411,7 @@ def measure_admission(s, cluster, watch: JobWatch, args) -> dict:
         "observed_minus_creation_timestamp": common.summary_ms([jobs[j]["seen"] - jobs[j]["created"] for j in ids]),
         "cpu_seconds_during_burst": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
         "wall_s_during_burst": round(t_last - t_sub0, 3),
+        "burst_jobs_finished_during_burst": sum(1 for j in ids if (jobs[j]["finished_seen"] or t_last + 1) <= t_last),
     }
 
 
@@ -540,7 +541,8 @@ def main(argv=None) -> dict:
     print(f"  Jobs per creationTimestamp second: {a['jobs_per_creation_second']}")
     top = list(a["cpu_seconds_during_burst"].items())[:12]
     print(f"  CPU seconds during the burst ({a['wall_s_during_burst']} s wall, {started['cpus']} CPUs): "
-          + ", ".join(f"{k} {v}" for k, v in top))
+          + ", ".join(f"{k} {v}" for k, v in top)
+          + f"; burst Jobs whose pod finished meanwhile: {a['burst_jobs_finished_during_burst']}")
     print(f"  FailedCreate events: burst namespace {a['failed_create_events']}, completion namespace "
           f"{completion['failed_create_events']}; bench watch reconnects {watch_errors}")
     print(f"  completion jobs: {completion['final_statuses']}; API already terminal before this process's watch saw "

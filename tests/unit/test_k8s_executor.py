@@ -214,3 +214,18 @@ def test_a_lost_input_fails_the_job_unless_it_already_started(tmp_path):
     fake.job = None
     ex.start(spec)
     assert [e.status.value for e in published] == ["FAILED"] and "input" in published[0].reason
+
+
+def test_a_namespace_deleted_since_it_was_ensured_is_recreated_by_the_retry(tmp_path):
+    from kubernetes.client.rest import ApiException
+
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+
+    def no_namespace(ns, body, **kw):
+        raise _api_error(404, "NotFound")
+
+    fake.create_namespaced_job = no_namespace
+    with pytest.raises(ApiException):
+        ex.start(spec)
+    assert "ns" not in ex._ready_namespaces  # the next delivery runs _ensure_basics again

@@ -205,6 +205,8 @@ class KubernetesExecutor(Executor):
         try:
             job = _json(self.batch.create_namespaced_job(ns, body, _preload_content=False))
         except ApiException as exc:
+            if exc.status == 404:  # the namespace is gone (deleted since it was ensured): the retry recreates it
+                self._ready_namespaces.discard(ns)
             if exc.status != 409:
                 raise
             job = self._read_job(ns, name)  # AlreadyExists: a re-delivered start; make sure its inputs exist
