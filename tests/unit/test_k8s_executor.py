@@ -229,3 +229,31 @@ def test_a_namespace_deleted_since_it_was_ensured_is_recreated_by_the_retry(tmp_
     with pytest.raises(ApiException):
         ex.start(spec)
     assert "ns" not in ex._ready_namespaces  # the next delivery runs _ensure_basics again
+
+
+def test_an_upload_lying_about_a_size_is_not_used_as_is(tmp_path):
+    """A member that inflates to more than its header says must not reach the pod as is (the re-pack refuses it)."""
+    from core.executors.kubernetes.executor import _usable_as_is
+    from core.scenario import inspect_archive
+    from core.services.context import archive_limits
+
+    src = tmp_path / "ok.zip"
+    src.write_bytes(BOLOGNA.read_bytes())
+    scenario = inspect_archive(src, "run.sumocfg", archive_limits(Settings()))
+    assert _usable_as_is(src, scenario)
+
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    # lower the uncompressed size in the central directory entry of the biggest member
+    pos = 0
+    while True:
+        pos = data.find(b"PK\x01\x02", pos)
+        name_len = int.from_bytes(data[pos + 28:pos + 30], "little")
+        if data[pos + 46:pos + 46 + name_len].decode() == info.filename:
+            break
+        pos += 4
+    data[pos + 24:pos + 28] = (info.file_size // 2).to_bytes(4, "little")
+    lying = tmp_path / "lying.zip"
+    lying.write_bytes(bytes(data))
+    assert not _usable_as_is(lying, scenario)

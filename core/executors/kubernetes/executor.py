@@ -36,6 +36,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -403,20 +404,32 @@ def parse_collector_log(text: str) -> tuple[dict, bytes]:
 
 def _usable_as_is(path: Path, scenario) -> bool:
     """True when the archive holds exactly the scenario's files under their plain names (no root folder,
-    nothing ignored, no duplicates), each stored or deflated: what the init container unpacks is then
-    exactly what the re-packed archive would hold."""
+    nothing ignored, no duplicates), each stored or deflated, and each decompresses to exactly its declared
+    (and checked) size with a valid CRC: what the init container unpacks is then exactly what the re-packed
+    archive would hold, and a header lying about sizes is left to the re-pack, which refuses it."""
     if scenario.root:
         return False
     wanted = set(scenario.files)
     seen: set[str] = set()
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            if info.filename.endswith("/"):
-                continue  # a folder entry: the init container skips it
-            if info.filename not in wanted or info.filename in seen \
-                    or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                return False
-            seen.add(info.filename)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename.endswith("/"):
+                    continue  # a folder entry: the init container skips it
+                if info.filename not in wanted or info.filename in seen \
+                        or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    return False
+                seen.add(info.filename)
+                size = 0
+                with zf.open(info) as member:
+                    while block := member.read(1 << 16):
+                        size += len(block)
+                        if size > info.file_size:
+                            return False
+                if size != info.file_size:
+                    return False
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError):
+        return False
     return seen == wanted
 
 
