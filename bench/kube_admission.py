@@ -23,7 +23,10 @@ to the Job's own ``metadata.creationTimestamp`` and ``Complete`` condition's
    from ``creationTimestamp``s.  Most pods stay Pending (one small node): Job
    objects are created regardless.  ``--burst-cpu 8`` (above the node's 4 CPUs)
    keeps every burst pod unschedulable, so the node agent starts no pods and the
-   figure is the control path alone.
+   figure is the control path alone.  The burst starts once the completion
+   phase's Jobs and pods are gone (TTL deletions, cleanup Jobs, garbage
+   collection; bounded by ``--settle-timeout``), so that aftermath is not
+   measured with it.
 3. Where the time goes: the two API calls ``KubernetesExecutor.start`` makes per
    job (create the Job, create its input ConfigMap), timed one at a time right
    after the burst, and CPU seconds per process (the node agent also alone,
@@ -355,6 +358,30 @@ def measure_completion(s, cluster, watch: JobWatch, args) -> dict:
             "poll_gap": common.summary_ms(gaps), "results_collected_before_burst": collected_ok}
 
 
+def settle_namespace(cluster, namespace: str, timeout: float) -> float | None:
+    """Wait until ``namespace`` holds no Job and no pod (TTL deletions, cleanup Jobs and garbage collection of
+    the completion phase done), so that the burst is not measured together with that aftermath.  Returns the
+    seconds waited, or None if it did not settle within ``timeout`` (the burst then runs anyway)."""
+    from kubernetes import client
+
+    api = cluster.api_client()
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    t0 = time.monotonic()
+
+    def quiet():
+        return not batch.list_namespaced_job(namespace, limit=1).items and \
+            not core.list_namespaced_pod(namespace, limit=1).items
+    try:
+        common.wait_until(quiet, timeout, f"no Job nor pod left in {namespace}", 0.5)
+    except TimeoutError:
+        print(f"[{NAME}] {namespace} still holds Jobs or pods after {timeout:.0f} s; measuring the burst anyway",
+              flush=True)
+        return None
+    waited = time.monotonic() - t0
+    print(f"[{NAME}] completion phase's Jobs and pods gone after {waited:.1f} s more", flush=True)
+    return round(waited, 1)
+
+
 # -- 2. admission throughput -------------------------------------------------------------------------
 def measure_admission(s, cluster, watch: JobWatch, args) -> dict:
     tenant = register_and_wait(s, cluster.api_client(), 120, max_concurrent_jobs=args.jobs,
@@ -479,6 +506,8 @@ def main(argv=None) -> dict:
                     help="stop waiting when no job turned terminal for this long (stuck jobs are reported)")
     ap.add_argument("--collect-timeout", type=float, default=180, help="bound on their results being collected")
     ap.add_argument("--admit-timeout", type=float, default=300, help="bound on the burst's Jobs existing")
+    ap.add_argument("--settle-timeout", type=float, default=120,
+                    help="bound on waiting, before the burst, for the completion phase's Jobs and pods to be gone")
     ap.add_argument("--api-workers", type=int, default=1)
     ap.add_argument("--probe", type=int, default=30, help="sequential timings of the executor's start calls (0: skip)")
     args = ap.parse_args(argv)
@@ -499,6 +528,8 @@ def main(argv=None) -> dict:
             watch = JobWatch(cluster.api_client()).start()
             load_completion = common.load_average()
             completion = measure_completion(s, cluster, watch, args)
+            completion["aftermath_settled_s"] = settle_namespace(cluster, completion["tenant_namespace"],
+                                                                 args.settle_timeout)
             load_admission = common.load_average()
             admission = measure_admission(s, cluster, watch, args)
             probe = {}
