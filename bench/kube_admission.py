@@ -23,9 +23,14 @@ to the Job's own ``metadata.creationTimestamp`` and ``Complete`` condition's
    from ``creationTimestamp``s.  Most pods stay Pending (one small node): Job
    objects are created regardless.  ``--burst-cpu 8`` (above the node's 4 CPUs)
    keeps every burst pod unschedulable, so the node agent starts no pods and the
-   figure is the control path alone.
-3. Where the time goes: the four API calls ``KubernetesExecutor.start`` makes per
-   job, timed one at a time right after the burst, and CPU seconds per process.
+   figure is the control path alone.  The burst starts once the completion
+   phase's Jobs and pods are gone (TTL deletions, cleanup Jobs, garbage
+   collection; bounded by ``--settle-timeout``), so that aftermath is not
+   measured with it.
+3. Where the time goes: the two API calls ``KubernetesExecutor.start`` makes per
+   job (create the Job, create its input ConfigMap), timed one at a time right
+   after the burst, and CPU seconds per process (the node agent also alone,
+   without the pods it runs).
 
 A job that never turns terminal (no progress for ``--stall-timeout``) is reported
 with its pods and whether its input ConfigMap exists, and left out of the figures.
@@ -232,6 +237,8 @@ async def _burst(url: str, tenant: dict, body: bytes, count: int, concurrency: i
 
 def cpu_seconds(s, cluster) -> dict[str, float]:
     """CPU seconds used so far by each process of the stack and of the dev cluster."""
+    import psutil
+
     from bench.submit_throughput import _tree, cpu_snapshot
 
     out = cpu_snapshot(s)
@@ -244,6 +251,11 @@ def cpu_seconds(s, cluster) -> dict[str, float]:
             except Exception:  # noqa: BLE001 — exited meanwhile
                 pass
         out[p.name] = total
+        try:  # the process alone, without its children (for the node agent: the agent vs the pods it runs)
+            t = psutil.Process(p.popen.pid).cpu_times()
+            out[f"{p.name} (itself)"] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
     return out
 
 
@@ -346,6 +358,30 @@ def measure_completion(s, cluster, watch: JobWatch, args) -> dict:
             "poll_gap": common.summary_ms(gaps), "results_collected_before_burst": collected_ok}
 
 
+def settle_namespace(cluster, namespace: str, timeout: float) -> float | None:
+    """Wait until ``namespace`` holds no Job and no pod (TTL deletions, cleanup Jobs and garbage collection of
+    the completion phase done), so that the burst is not measured together with that aftermath.  Returns the
+    seconds waited, or None if it did not settle within ``timeout`` (the burst then runs anyway)."""
+    from kubernetes import client
+
+    api = cluster.api_client()
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    t0 = time.monotonic()
+
+    def quiet():
+        return not batch.list_namespaced_job(namespace, limit=1).items and \
+            not core.list_namespaced_pod(namespace, limit=1).items
+    try:
+        common.wait_until(quiet, timeout, f"no Job nor pod left in {namespace}", 0.5)
+    except TimeoutError:
+        print(f"[{NAME}] {namespace} still holds Jobs or pods after {timeout:.0f} s; measuring the burst anyway",
+              flush=True)
+        return None
+    waited = time.monotonic() - t0
+    print(f"[{NAME}] completion phase's Jobs and pods gone after {waited:.1f} s more", flush=True)
+    return round(waited, 1)
+
+
 # -- 2. admission throughput -------------------------------------------------------------------------
 def measure_admission(s, cluster, watch: JobWatch, args) -> dict:
     tenant = register_and_wait(s, cluster.api_client(), 120, max_concurrent_jobs=args.jobs,
@@ -402,14 +438,15 @@ def measure_admission(s, cluster, watch: JobWatch, args) -> dict:
         "observed_minus_creation_timestamp": common.summary_ms([jobs[j]["seen"] - jobs[j]["created"] for j in ids]),
         "cpu_seconds_during_burst": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
         "wall_s_during_burst": round(t_last - t_sub0, 3),
+        "burst_jobs_finished_during_burst": sum(1 for j in ids if (jobs[j]["finished_seen"] or t_last + 1) <= t_last),
     }
 
 
 # -- where the time goes: the executor's Kubernetes calls, one at a time ---------------------------------
 def probe_start_calls(cluster, namespace: str, n: int) -> dict:
-    """The API calls ``KubernetesExecutor.start`` makes per job (read → create suspended Job → create input
-    ConfigMap → patch), timed sequentially with the same Python client on the idle-ish cluster.  The probe
-    Jobs carry no sumo-k8 labels nor finalizer (the service ignores them) and stay suspended (no pods)."""
+    """The API calls ``KubernetesExecutor.start`` makes per job (create the Job → create its input ConfigMap),
+    timed sequentially with the same Python client on the idle-ish cluster.  The probe Jobs carry no sumo-k8
+    labels nor finalizer (the service ignores them) and, unlike the service's, are created suspended (no pods)."""
     import types
 
     from kubernetes import client
@@ -420,41 +457,30 @@ def probe_start_calls(cluster, namespace: str, n: int) -> dict:
     api = cluster.api_client()
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
     archive = (common.ZIPS / "square.zip").read_bytes()
-    steps: dict[str, list[float]] = {"read Job (404)": [], "create Job (suspended)": [], "create ConfigMap": [],
-                                     "patch Job": [], "total": []}
+    steps: dict[str, list[float]] = {"create Job": [], "create ConfigMap": [], "total": []}
     conflicts = 0
     for i in range(n):
         spec = types.SimpleNamespace(job_id=f"probe-{i}", tenant_id="bench-probe", cpu_request=1, memory_gi=1,
                                      deadline_seconds=600)
         body = m.simulation_job(spec, image="probe", config_file="x.sumocfg", log_file=None, chunks=1,
-                                backoff_limit=0, ttl_seconds=5)
+                                backoff_limit=0, ttl_seconds=5, suspend=True)
         body["metadata"]["labels"] = body["spec"]["template"]["metadata"]["labels"] = {"bench": "probe"}
         body["metadata"].pop("finalizers", None)
-        name = body["metadata"]["name"]
-        t_start = t0 = time.perf_counter()
-        try:
-            batch.read_namespaced_job(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
         t1 = time.perf_counter()
-        job = batch.create_namespaced_job(namespace, body)
+        job = json.loads(batch.create_namespaced_job(namespace, body, _preload_content=False).data)
         t2 = time.perf_counter()
-        cm = m.input_configmaps(spec, [archive], job.metadata.uid)[0]
+        cm = m.input_configmaps(spec, [archive], job["metadata"]["uid"])[0]
         cm["metadata"]["labels"] = {"bench": "probe"}
         for attempt in range(20):  # quota admission may answer 409 (ResourceQuota update conflict): retry
             try:
-                core.create_namespaced_config_map(namespace, cm)
+                core.create_namespaced_config_map(namespace, cm, _preload_content=False).data
                 break
             except ApiException as exc:
                 if exc.status != 409 or "resourcequotas" not in (exc.body or ""):
                     raise
                 conflicts += 1
         t3 = time.perf_counter()
-        batch.patch_namespaced_job(name, namespace, {"metadata": {"annotations": {"bench/probe": "1"}}})
-        t4 = time.perf_counter()
-        for k, a, b in (("read Job (404)", t0, t1), ("create Job (suspended)", t1, t2), ("create ConfigMap", t2, t3),
-                        ("patch Job", t3, t4), ("total", t_start, t4)):
+        for k, a, b in (("create Job", t1, t2), ("create ConfigMap", t2, t3), ("total", t1, t3)):
             steps[k].append(b - a)
     try:
         batch.delete_collection_namespaced_job(namespace, label_selector="bench=probe", propagation_policy="Background")
@@ -480,6 +506,8 @@ def main(argv=None) -> dict:
                     help="stop waiting when no job turned terminal for this long (stuck jobs are reported)")
     ap.add_argument("--collect-timeout", type=float, default=180, help="bound on their results being collected")
     ap.add_argument("--admit-timeout", type=float, default=300, help="bound on the burst's Jobs existing")
+    ap.add_argument("--settle-timeout", type=float, default=120,
+                    help="bound on waiting, before the burst, for the completion phase's Jobs and pods to be gone")
     ap.add_argument("--api-workers", type=int, default=1)
     ap.add_argument("--probe", type=int, default=30, help="sequential timings of the executor's start calls (0: skip)")
     args = ap.parse_args(argv)
@@ -500,6 +528,8 @@ def main(argv=None) -> dict:
             watch = JobWatch(cluster.api_client()).start()
             load_completion = common.load_average()
             completion = measure_completion(s, cluster, watch, args)
+            completion["aftermath_settled_s"] = settle_namespace(cluster, completion["tenant_namespace"],
+                                                                 args.settle_timeout)
             load_admission = common.load_average()
             admission = measure_admission(s, cluster, watch, args)
             probe = {}
@@ -540,9 +570,10 @@ def main(argv=None) -> dict:
                        f"M={completion['jobs']} at "
                        f"{args.run_concurrency} concurrent; targets ≥ {TARGET_RATE:.0f} Jobs/s, p99 ≤ {TARGET_P99_MS} ms)", rows)
     print(f"  Jobs per creationTimestamp second: {a['jobs_per_creation_second']}")
-    top = list(a["cpu_seconds_during_burst"].items())[:8]
+    top = list(a["cpu_seconds_during_burst"].items())[:12]
     print(f"  CPU seconds during the burst ({a['wall_s_during_burst']} s wall, {started['cpus']} CPUs): "
-          + ", ".join(f"{k} {v}" for k, v in top))
+          + ", ".join(f"{k} {v}" for k, v in top)
+          + f"; burst Jobs whose pod finished meanwhile: {a['burst_jobs_finished_during_burst']}")
     print(f"  FailedCreate events: burst namespace {a['failed_create_events']}, completion namespace "
           f"{completion['failed_create_events']}; bench watch reconnects {watch_errors}")
     print(f"  completion jobs: {completion['final_statuses']}; API already terminal before this process's watch saw "

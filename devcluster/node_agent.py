@@ -62,6 +62,7 @@ class PodWorker(threading.Thread):
         self.phase, self.reason, self.message = "Pending", None, None
         self.initialized = False
         self._last_status = None
+        self._transitions: dict[str, tuple[str, str]] = {}  # condition type -> (status, lastTransitionTime)
 
     # ------------------------------------------------------------ control
     def request_delete(self, grace: float) -> None:
@@ -209,11 +210,13 @@ class PodWorker(threading.Thread):
         old = {c.type: c for c in (self.pod.status.conditions or [])} if self.pod.status else {}
         out = []
         for typ, (status, reason) in mine.items():
-            prev = old.get(typ)
-            c = {"type": typ, "status": status,
-                 "lastTransitionTime": (prev.last_transition_time.strftime("%Y-%m-%dT%H:%M:%SZ")
-                                        if prev and prev.status == status and prev.last_transition_time
-                                        else t)}
+            # Transition times are kept here (not read back from the server's copy, which lags our patches).
+            prev = self._transitions.get(typ)
+            if prev is None and old.get(typ) is not None and old[typ].last_transition_time:
+                prev = (old[typ].status, old[typ].last_transition_time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            if prev is None or prev[0] != status:
+                prev = self._transitions[typ] = (status, t)
+            c = {"type": typ, "status": status, "lastTransitionTime": prev[1]}
             if reason:
                 c["reason"] = reason
             out.append(c)
@@ -241,8 +244,14 @@ class PodWorker(threading.Thread):
         if body == self._last_status:
             return
         try:
-            self.pod = self.agent.core.patch_namespaced_pod_status(
-                self.key[1], self.key[0], body, _content_type=MERGE)
+            # The answer (the whole Pod) is not turned into a client model: that was most of the agent's CPU
+            # per status update; the watch brings the Pod back anyway.
+            resp = self.agent.core.patch_namespaced_pod_status(
+                self.key[1], self.key[0], body, _content_type=MERGE, _preload_content=False)
+            try:
+                resp.data  # noqa: B018 — read, so the connection goes back to the pool
+            finally:
+                resp.release_conn()
             self._last_status = body
         except ApiException as e:
             if e.status != 404:

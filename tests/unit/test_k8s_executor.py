@@ -30,6 +30,36 @@ def test_repack_is_deterministic_and_keeps_only_the_scenario(tmp_path):
     assert "run.sumocfg" in names and "acosta_buslanes.net.xml" in names
 
 
+def test_an_upload_that_is_exactly_the_scenario_is_used_as_is(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    store.put_file("inputs/t/j.zip", BOLOGNA)
+    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient())
+    archive, _, _ = ex._repack(JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60))
+    assert archive == BOLOGNA.read_bytes()
+
+
+def test_a_root_folder_and_ignored_entries_are_stripped(tmp_path):
+    """An upload with a root folder, folder entries and junk is re-packed: only the scenario's files, plain names."""
+    src = tmp_path / "wrapped.zip"
+    with zipfile.ZipFile(BOLOGNA) as zin, zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zout:
+        zout.writestr("scenario/", b"")
+        for info in zin.infolist():
+            zout.writestr("scenario/" + info.filename, zin.read(info))
+        zout.writestr("scenario/.DS_Store", b"junk")
+        zout.writestr("__MACOSX/scenario/._run.sumocfg", b"junk")
+    store = LocalStore(tmp_path / "store")
+    store.put_file("inputs/t/j.zip", src)
+    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient())
+    spec = JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
+    first, config, _ = ex._repack(spec)
+    assert first == ex._repack(spec)[0] and config == "run.sumocfg"
+    import io
+
+    with zipfile.ZipFile(BOLOGNA) as zin, zipfile.ZipFile(io.BytesIO(first)) as packed:
+        assert sorted(packed.namelist()) == sorted(i.filename for i in zin.infolist() if not i.is_dir())
+        assert all(packed.read(n) == zin.read(n) for n in packed.namelist())
+
+
 def test_collector_output_must_be_complete():
     with pytest.raises(RuntimeError, match="truncated"):
         parse_collector_log('{"files": {}}\nAAAA\n')
@@ -77,3 +107,153 @@ def test_a_write_conflict_is_retried_but_already_exists_is_done():
 
     ex._create_quota_aware(spec, exists, body)
     assert len(calls) == 1
+
+
+class _Resp:
+    """A ``_preload_content=False`` answer."""
+
+    def __init__(self, body: dict | None = None):
+        import json as _json
+
+        self.data = _json.dumps(body or {}).encode()
+        self.released = False
+
+    def release_conn(self):
+        self.released = True
+
+
+class _FakeCluster:
+    """Just enough of BatchV1Api/CoreV1Api for ``start``: one Job, its ConfigMaps, the calls made."""
+
+    def __init__(self, job: dict | None = None):
+        self.job, self.cms, self.calls = job, {}, []
+
+    def create_namespaced_job(self, ns, body, **kw):
+        self.calls.append("create job")
+        if self.job is not None:
+            raise _api_error(409, "AlreadyExists")
+        self.job = {**body, "metadata": {**body["metadata"], "uid": "uid-1"}}
+        return _Resp(self.job)
+
+    def read_namespaced_job(self, name, ns, **kw):
+        self.calls.append("read job")
+        if self.job is None:
+            raise _api_error(404, "NotFound")
+        return _Resp(self.job)
+
+    def patch_namespaced_job(self, name, ns, body, **kw):
+        self.calls.append("patch job")
+        self.job["spec"].update(body["spec"])
+        return _Resp(self.job)
+
+    def create_namespaced_config_map(self, ns, body, **kw):
+        self.calls.append("create configmap")
+        if body["metadata"]["name"] in self.cms:
+            raise _api_error(409, "AlreadyExists")
+        self.cms[body["metadata"]["name"]] = body
+        return _Resp(body)
+
+
+def _executor_on(fake, tmp_path, published):
+    store = LocalStore(tmp_path / "store")
+    store.put_file("inputs/t/j.zip", BOLOGNA)
+    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient(), publish=published.append)
+    ex.batch = ex.core = fake
+    ex._ready_namespaces.add("ns")
+    return ex, JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
+
+
+def test_start_creates_the_job_then_its_owned_configmaps(tmp_path):
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+    ex.start(spec)
+    assert fake.calls == ["create job", "create configmap"]  # no read before the create, nothing to resume
+    assert fake.job["spec"]["suspend"] is False
+    (cm,) = fake.cms.values()
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert published == []
+
+    fake.calls.clear()
+    ex.start(spec)  # re-delivered: the create says AlreadyExists, the read gives the uid, the ConfigMap exists
+    assert fake.calls == ["create job", "read job", "create configmap"]
+    assert len(fake.cms) == 1
+
+
+def test_a_start_interrupted_before_its_configmaps_is_finished_by_the_redelivery(tmp_path):
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+    ex.start(spec)
+    fake.cms.clear()  # as if the worker died between the Job and its ConfigMap
+    ex.start(spec)
+    (cm,) = fake.cms.values()
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_a_job_left_suspended_is_resumed(tmp_path):
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+    ex.start(spec)
+    fake.job["spec"]["suspend"] = True  # created suspended by an earlier version that died before resuming it
+    fake.calls.clear()
+    ex.start(spec)
+    assert fake.calls == ["create job", "read job", "create configmap", "patch job"]
+    assert fake.job["spec"]["suspend"] is False
+
+
+def test_a_lost_input_fails_the_job_unless_it_already_started(tmp_path):
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+    ex.start(spec)
+    ex.store.delete_prefix("inputs/")
+    ex.start(spec)  # started already: a re-delivery without its input is a no-op
+    assert published == []
+    fake.job["spec"]["suspend"] = True
+    ex.start(spec)  # suspended (an earlier version's start, interrupted): without its input it cannot run
+    assert [e.status.value for e in published] == ["FAILED"]
+    published.clear()
+    fake.job = None
+    ex.start(spec)
+    assert [e.status.value for e in published] == ["FAILED"] and "input" in published[0].reason
+
+
+def test_a_namespace_deleted_since_it_was_ensured_is_recreated_by_the_retry(tmp_path):
+    from kubernetes.client.rest import ApiException
+
+    fake, published = _FakeCluster(), []
+    ex, spec = _executor_on(fake, tmp_path, published)
+
+    def no_namespace(ns, body, **kw):
+        raise _api_error(404, "NotFound")
+
+    fake.create_namespaced_job = no_namespace
+    with pytest.raises(ApiException):
+        ex.start(spec)
+    assert "ns" not in ex._ready_namespaces  # the next delivery runs _ensure_basics again
+
+
+def test_an_upload_lying_about_a_size_is_not_used_as_is(tmp_path):
+    """A member that inflates to more than its header says must not reach the pod as is (the re-pack refuses it)."""
+    from core.executors.kubernetes.executor import _usable_as_is
+    from core.scenario import inspect_archive
+    from core.services.context import archive_limits
+
+    src = tmp_path / "ok.zip"
+    src.write_bytes(BOLOGNA.read_bytes())
+    scenario = inspect_archive(src, "run.sumocfg", archive_limits(Settings()))
+    assert _usable_as_is(src, scenario)
+
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    # lower the uncompressed size in the central directory entry of the biggest member
+    pos = 0
+    while True:
+        pos = data.find(b"PK\x01\x02", pos)
+        name_len = int.from_bytes(data[pos + 28:pos + 30], "little")
+        if data[pos + 46:pos + 46 + name_len].decode() == info.filename:
+            break
+        pos += 4
+    data[pos + 24:pos + 28] = (info.file_size // 2).to_bytes(4, "little")
+    lying = tmp_path / "lying.zip"
+    lying.write_bytes(bytes(data))
+    assert not _usable_as_is(lying, scenario)

@@ -3,10 +3,17 @@
 * ``ensure_tenant`` creates or patches the tenant's Namespace, ResourceQuota,
   LimitRange, results PVC, deny-all NetworkPolicy and ``sumo-runner``
   ServiceAccount (manifests in :mod:`.manifests`).
-* ``start`` re-packs the validated scenario, creates the Job *suspended*,
-  then the input ConfigMaps owned by it, then resumes it: a crash in between
-  never leaves an orphan ConfigMap, and a re-delivery finds AlreadyExists
-  and carries on.  Status comes from :mod:`.watcher`, not from here.
+* ``start`` re-packs the validated scenario (or uses the upload as is when
+  it already is exactly the scenario), creates the Job, then the input
+  ConfigMaps owned by it (two API calls): a ConfigMap never exists without
+  its Job, so none is ever orphaned; the Job's pod cannot start before its
+  ConfigMap volumes exist (the kubelet retries the mount), and a crash in
+  between is finished by the re-delivery, which finds AlreadyExists, reads
+  the Job's uid and creates the missing ConfigMaps.  (Creating the Job
+  suspended and resuming it once its ConfigMaps exist costs one more call and
+  two more Job status writes by the job controller: on the dev cluster, one
+  run each at ``--burst-cpu 8``, 30.0 vs 49.1 Jobs/s, 2.5 vs 1.3 API server
+  CPU-seconds per 100 Jobs.)  Status comes from :mod:`.watcher`.
 * ``collect`` runs a short-lived collector pod mounting the tenant PVC that
   prints a base64 tar.gz of the job's outputs, log and statistics to its
   log; the tar's digest and each file's sha256 are checked before upload.
@@ -30,6 +37,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,20 +52,29 @@ from core.storage.base import ObjectNotFound, ObjectStore
 log = logging.getLogger(__name__)
 
 COLLECT_TIMEOUT = 300.0
+MERGE = "application/merge-patch+json"
 QUOTA_SETTLE_TIMEOUT = 60.0
+
+
+#: Connections kept per API server: at least the threads that call it at once (the control workers), or
+#: urllib3 discards the extra connections after each call and every call pays a new TLS handshake.
+CONNECTION_POOL_MAXSIZE = 32
 
 
 def api_client_from(settings) -> client.ApiClient:
     """KUBECONFIG if set, else the in-cluster config, else ~/.kube/config."""
     from kubernetes import config
 
+    cfg = type.__call__(client.Configuration)  # a fresh one, not a copy of the process-wide default
     if settings.kubeconfig:
-        return config.new_client_from_config(config_file=settings.kubeconfig)
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()
+        config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg, persist_config=False)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=cfg, persist_config=False)
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, CONNECTION_POOL_MAXSIZE)
+    return client.ApiClient(configuration=cfg)
 
 
 def wait_until(what: str, predicate, timeout: float, interval: float = 0.2):
@@ -166,29 +183,59 @@ class KubernetesExecutor(Executor):
 
     # -- jobs ---------------------------------------------------------------------------------
     def start(self, spec: JobSpec) -> None:
+        """Create the Job, then its input ConfigMaps owned by its uid (two calls per start).
+
+        No read first: the create answers AlreadyExists on a re-delivery, and only then is the Job read for
+        its uid (its ConfigMaps are created again, AlreadyExists for those that exist; a Job left suspended
+        by an earlier version is resumed).  Responses are not turned into client models (only the uid is
+        needed), which saves CPU per call.
+        """
         ns, name = spec.namespace, m.job_name(spec.job_id)
-        existing = _ok(self.batch.read_namespaced_job, name, ns)
-        if existing is not None and not existing.spec.suspend:
-            return  # already started
         self._ensure_basics(spec)
         try:
             archive, config_file, log_file = self._repack(spec)
         except (ObjectNotFound, OSError, ValueError) as exc:  # _repack turns ScenarioError into ValueError
+            job = self._read_job(ns, name)
+            if job is not None and not job["spec"].get("suspend"):
+                return  # a re-delivery of a start that already happened (its input may be gone since)
             self._fail(spec, f"could not prepare the input: {exc}")
             return
         parts = m.chunk(archive)
-        if existing is None:
-            body = m.simulation_job(spec, image=self.settings.sumo_image, config_file=config_file, log_file=log_file,
-                                    chunks=len(parts), backoff_limit=self.settings.job_backoff_limit,
-                                    ttl_seconds=self.settings.job_ttl_seconds)
-            existing = _ok(self.batch.create_namespaced_job, ns, body) or self.batch.read_namespaced_job(name, ns)
-        for cm in m.input_configmaps(spec, parts, existing.metadata.uid):
-            self._create_quota_aware(spec, self.core.create_namespaced_config_map, cm)
-        self.batch.patch_namespaced_job(name, ns, {"spec": {"suspend": False}})
+        body = m.simulation_job(spec, image=self.settings.sumo_image, config_file=config_file, log_file=log_file,
+                                chunks=len(parts), backoff_limit=self.settings.job_backoff_limit,
+                                ttl_seconds=self.settings.job_ttl_seconds, suspend=False)
+        try:
+            job = _json(self.batch.create_namespaced_job(ns, body, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:  # the namespace is gone (deleted since it was ensured): the retry recreates it
+                self._ready_namespaces.discard(ns)
+            if exc.status != 409:
+                raise
+            job = self._read_job(ns, name)  # AlreadyExists: a re-delivered start; make sure its inputs exist
+            if job is None:
+                raise RuntimeError(f"Job {ns}/{name} exists and is gone again; retrying the start") from exc
+        for cm in m.input_configmaps(spec, parts, job["metadata"]["uid"]):
+            self._create_quota_aware(spec, lambda ns_, body_: _drain(
+                self.core.create_namespaced_config_map(ns_, body_, _preload_content=False)), cm)
+        if job["spec"].get("suspend"):  # created suspended (by an earlier version): release it
+            _drain(self.batch.patch_namespaced_job(name, ns, {"spec": {"suspend": False}}, _content_type=MERGE,
+                                                   _preload_content=False))
         log.info("job %s: Job %s/%s started with %d input ConfigMap(s)", spec.job_id, ns, name, len(parts))
 
+    def _read_job(self, ns: str, name: str) -> dict | None:
+        try:
+            return _json(self.batch.read_namespaced_job(name, ns, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def _repack(self, spec: JobSpec) -> tuple[bytes, str, str | None]:
-        """The accepted files only, root folder stripped, as a zip; plus config and log paths."""
+        """The accepted files only, root folder stripped, as a zip; plus config and log paths.
+
+        An upload that already is exactly that (no root folder, nothing ignored, plain names, stored or
+        deflated entries) is used as it is: the same bytes on every delivery, no extraction, no re-compression.
+        """
         from core.scenario import ScenarioError, extract_scenario, inspect_archive
         from core.services.context import archive_limits
 
@@ -197,6 +244,8 @@ class KubernetesExecutor(Executor):
             self.store.download_file(spec.input_key, src)
             try:
                 scenario = inspect_archive(src, spec.config_file, archive_limits(self.settings))
+                if _usable_as_is(src, scenario):
+                    return src.read_bytes(), scenario.config_file, scenario.log_file
                 extract_scenario(src, scenario, run)
             except ScenarioError as exc:
                 raise ValueError(str(exc)) from exc
@@ -352,6 +401,53 @@ def parse_collector_log(text: str) -> tuple[dict, bytes]:
     if hashlib.sha256(raw).hexdigest() != lines[-1][4:].strip():
         raise RuntimeError("collector output is corrupted (archive digest mismatch)")
     return header, raw
+
+
+def _usable_as_is(path: Path, scenario) -> bool:
+    """True when the archive holds exactly the scenario's files under their plain names (no root folder,
+    nothing ignored, no duplicates), each stored or deflated, and each decompresses to exactly its declared
+    (and checked) size with a valid CRC: what the init container unpacks is then exactly what the re-packed
+    archive would hold, and a header lying about sizes is left to the re-pack, which refuses it."""
+    if scenario.root:
+        return False
+    wanted = set(scenario.files)
+    seen: set[str] = set()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename.endswith("/"):
+                    continue  # a folder entry: the init container skips it
+                if info.filename not in wanted or info.filename in seen \
+                        or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    return False
+                seen.add(info.filename)
+                size = 0
+                with zf.open(info) as member:
+                    while block := member.read(1 << 16):
+                        size += len(block)
+                        if size > info.file_size:
+                            return False
+                if size != info.file_size:
+                    return False
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError):
+        return False
+    return seen == wanted
+
+
+def _json(resp) -> dict:
+    """The body of a ``_preload_content=False`` response as a dict (the connection goes back to the pool)."""
+    try:
+        return json.loads(resp.data)
+    finally:
+        resp.release_conn()
+
+
+def _drain(resp) -> None:
+    """Read and release a ``_preload_content=False`` response whose body is not needed."""
+    try:
+        resp.data  # noqa: B018 — reads the body so the connection can be reused
+    finally:
+        resp.release_conn()
 
 
 def _sha256(path: Path) -> str:

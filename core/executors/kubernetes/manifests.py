@@ -216,7 +216,8 @@ def input_configmaps(spec, parts: list[bytes], owner_uid: str) -> list[dict]:
 
 def simulation_job(spec, *, image: str, config_file: str, log_file: str | None, chunks: int,
                    backoff_limit: int, ttl_seconds: int, suspend: bool = True) -> dict:
-    """The Job running SUMO for ``spec``; created suspended until its ConfigMaps exist."""
+    """The Job running SUMO for ``spec``.  ``suspend`` keeps it from creating pods; the executor creates it
+    running and its input ConfigMaps right after (its pod waits for those volumes, as a kubelet does)."""
     lab = labels(spec.tenant_id, spec.job_id, SIMULATION)
     env = [{"name": "JOB_DIR", "value": job_dir(spec.job_id)}, {"name": "CHUNKS", "value": str(chunks)},
            {"name": "CONFIG", "value": config_file}, {"name": "LOG_FILE", "value": log_file or ""}]
