@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -27,14 +27,18 @@ class LocalStore(ObjectStore):
 
     def _write(self, key: str, writer) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        tmp = dest.parent / f".tmp-{uuid.uuid4().hex}"  # unique: no mkstemp retry loop on the submission path
         try:
-            with os.fdopen(fd, "wb") as fh:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # the first object under this prefix
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with open(fd, "wb") as fh:
                 writer(fh)
             os.replace(tmp, dest)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def put_file(self, key: str, path: Path) -> None:
