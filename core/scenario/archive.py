@@ -368,8 +368,6 @@ def inspect_archive(path: pathlib.Path | BinaryIO, config_file: str | None, limi
     Raises :class:`ScenarioError` (400/413/422) naming the first problem found.
     Reads only the ZIP file; writes nothing.
     """
-    if not hasattr(path, "read"):
-        path = pathlib.Path(path)
     with _open_zip(path, limits) as zf:
         kept = _collect(zf, limits)
         root = _common_root(list(kept))

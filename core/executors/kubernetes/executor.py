@@ -65,7 +65,7 @@ def api_client_from(settings) -> client.ApiClient:
     """KUBECONFIG if set, else the in-cluster config, else ~/.kube/config."""
     from kubernetes import config
 
-    cfg = type.__call__(client.Configuration)  # a fresh one, not a copy of the process-wide default
+    cfg = client.Configuration()  # this client's own, so the pool size below touches no other
     if settings.kubeconfig:
         config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg, persist_config=False)
     else:
