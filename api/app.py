@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api.deps import document_security
 from api.limits import BodySizeLimit
 from api.metrics import AccessMetrics
 from api.routes import admin, auth, health, jobs, tenants
@@ -41,12 +42,17 @@ def create_app() -> FastAPI:
 
     app = FastAPI(
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry hooks look the providers up on every request;
+        # this service reports through /metrics and its logs instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
         title="sumo-k8",
         version="0.1.0",
         description="Runs Eclipse SUMO scenarios for tenants, on this machine or as Kubernetes Jobs.",
     )
-    for router in (auth.router, jobs.router, tenants.router, admin.router, health.router):
+    routers = [auth.router, jobs.router, tenants.router, admin.router, health.router]
+    for router in routers:
         app.include_router(router)
+    document_security(app, routers)
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError):

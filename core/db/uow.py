@@ -30,3 +30,18 @@ def sql_unit_of_work(engine: sa.Engine) -> UnitOfWorkFactory:
             yield UnitOfWork(conn)
 
     return factory
+
+
+def sql_single_statement(autocommit_engine: sa.Engine) -> UnitOfWorkFactory:
+    """Repositories on an autocommit connection: each statement commits as it runs.
+
+    Only for a unit that runs exactly one statement (or only reads, where one
+    snapshot across statements is not needed); anything that must be
+    all-or-nothing uses :func:`sql_unit_of_work`.
+    """
+    @contextmanager
+    def factory() -> Iterator[UnitOfWork]:
+        with autocommit_engine.connect() as conn:
+            yield UnitOfWork(conn)
+
+    return factory

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 
 from core.db.engine import get_engine
-from core.db.uow import sql_unit_of_work
+from core.db.uow import sql_single_statement, sql_unit_of_work
 from core.executors.base import Executor, JobSpec
 from core.messaging import MessageBus, get_broker
 from core.scenario import ArchiveLimits
@@ -42,7 +42,13 @@ class Context:
 
     @cached_property
     def uow(self):
+        """A transaction (BEGIN … COMMIT) and the repositories inside it."""
         return sql_unit_of_work(self.engine)
+
+    @cached_property
+    def statement(self):
+        """The repositories on an autocommit connection, for a unit of one statement (see core.db.uow)."""
+        return sql_single_statement(get_engine(self.settings, autocommit=True))
 
     @cached_property
     def bus(self) -> MessageBus:

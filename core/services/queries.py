@@ -11,8 +11,8 @@ from core.services.errors import NotFound
 
 
 def job_view(ctx: Context, job_id: str, tenant_id: str | None) -> dict:
-    with ctx.uow() as uow:
-        row = uow.jobs.get_view(job_id, tenant_id)
+    with ctx.statement() as one:
+        row = one.jobs.get_view(job_id, tenant_id)
     if row is None:
         raise NotFound(f"job {job_id} not found")
     return row

@@ -37,8 +37,8 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
     """
     tenant_id = tenant["tenant_id"]
     if request.idempotency_key:
-        with ctx.uow() as uow:
-            existing = uow.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
+        with ctx.statement() as one:
+            existing = one.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
         if existing:
             return existing, False
 
@@ -70,10 +70,10 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
         "updated_at": now,
     }
     try:
-        with ctx.uow() as uow:
-            inserted = uow.jobs.add(row)
+        with ctx.statement() as one:  # INSERT … ON CONFLICT DO NOTHING RETURNING: atomic alone
+            inserted = one.jobs.add(row)
             if inserted is None:  # a concurrent request with the same idempotency key won
-                existing = uow.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
+                existing = one.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
     except BaseException:
         ctx.store.delete_prefix(input_key)
         raise

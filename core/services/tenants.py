@@ -90,5 +90,5 @@ def authenticate(ctx: Context, api_key: str) -> dict | None:
     """The tenant owning ``api_key``, or None.  Lookup by hash: the key itself is never stored."""
     if not api_key.startswith("sk-"):
         return None
-    with ctx.uow() as uow:
-        return uow.tenants.get_by_key_hash(hash_api_key(api_key))
+    with ctx.statement() as one:
+        return one.tenants.get_by_key_hash(hash_api_key(api_key))

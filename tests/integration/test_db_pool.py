@@ -59,3 +59,27 @@ def test_recently_used_connection_is_not_pinged(stack):
         assert _backend_pid(engine) != first
     finally:
         engine.dispose()
+
+
+def _settings(stack):
+    from core.settings import Settings
+
+    return Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"])
+
+
+def test_single_statement_units_commit_each_statement_and_units_of_work_do_not(stack):
+    """ctx.statement() runs in autocommit (each statement its own transaction, no BEGIN/COMMIT round trips);
+    ctx.uow() keeps one transaction across its statements."""
+    from core.services.context import Context
+
+    ctx = Context(_settings(stack))
+    xid = sa.text("SELECT txid_current()")
+    with ctx.statement() as one:
+        first, second = one.conn.execute(xid).scalar_one(), one.conn.execute(xid).scalar_one()
+    assert second > first
+    with ctx.uow() as uow:
+        first, second = uow.conn.execute(xid).scalar_one(), uow.conn.execute(xid).scalar_one()
+    assert second == first
+    # the autocommit engine is its own pool: a unit of work never gets an autocommit connection
+    with ctx.uow() as uow:
+        assert not uow.conn.connection.dbapi_connection.autocommit
