@@ -109,6 +109,7 @@ def measure(s, api_workers: int, args) -> dict:
     _run(s.url, tenant, body, args.warmup, args.concurrency, args.timeout)  # warm-up: not counted
     drain_queues(s, args.drain_timeout)
     load = common.load_average()
+    probe = common.cpu_probe_ms()
     pg_before = common.pg_counters(s.env["DATABASE_URL"])
     before = cpu_snapshot(s)
     res = _run(s.url, tenant, body, args.requests, args.concurrency, args.timeout)
@@ -133,6 +134,7 @@ def measure(s, api_workers: int, args) -> dict:
         "server_cpu_ms_per_submission": {k: round(1000 * v / max(ok, 1), 2) for k, v in server_cpu.items()},
         "postgres_counters": pg,
         "load_average_before": load,
+        "cpu_probe_ms_before": probe,
         "previous_queues_drained": drained,
     }
 
@@ -152,7 +154,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     overrides = dict(kv.split("=", 1) for kv in args.env)
     started = common.machine()
-    print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs)")
+    print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs); "
+          f"CPU probe {started['cpu_probe_ms']} ms (bench.common.cpu_probe_ms: lower is a faster machine)")
     print(f"[{NAME}] simulation workers are STOPPED during the measurement (SUMO does not compete for the CPUs); "
           "control workers, sweeper, PostgreSQL and Redis run as usual")
     runs = []
@@ -172,7 +175,7 @@ def main(argv=None) -> dict:
     common.print_table(f"POST /jobs ({args.archive}), {args.concurrency} concurrent clients, simulation workers stopped", rows)
     for r in runs:
         pg = r["postgres_counters"]
-        print(f"  api_workers={r['api_workers']}: server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
+        print(f"  api_workers={r['api_workers']} (CPU probe {r['cpu_probe_ms_before']} ms): server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
               f"PostgreSQL sessions opened {pg['sessions']}, commits {pg['xact_commit']} during {r['ok']} submissions")
         if r["errors"]:
             print(f"  api_workers={r['api_workers']} errors: {r['error_kinds']}")
