@@ -28,6 +28,21 @@ TERMINAL_VALUES = [s.value for s in TERMINAL]
 # building a statement per call cost about a quarter of a simple read's CPU.
 _INSERT_JOB = pg_insert(jobs).on_conflict_do_nothing().returning(*jobs.c)
 _TENANT_BY_KEY_HASH = sa.select(tenants).where(tenants.c.api_key_hash == sa.bindparam("key_hash"))
+# ... and the admission pass (one per burst of submissions of a tenant).
+_TENANT_BY_ID = sa.select(tenants).where(tenants.c.tenant_id == sa.bindparam("tenant_id"))
+_TENANT_FOR_UPDATE = _TENANT_BY_ID.with_for_update()
+_USAGE = sa.select(
+    sa.func.coalesce(sa.func.sum(jobs.c.cpu_request), 0),
+    sa.func.coalesce(sa.func.sum(jobs.c.memory_gi), 0),
+    sa.func.count(),
+).where(jobs.c.tenant_id == sa.bindparam("tenant_id"), jobs.c.status.in_(ACTIVE_VALUES))
+_QUEUE_HEAD = (
+    sa.select(jobs.c.job_id, jobs.c.cpu_request, jobs.c.memory_gi)
+    .where(jobs.c.tenant_id == sa.bindparam("tenant_id"), jobs.c.status == JobStatus.QUEUED.value)
+    .order_by(jobs.c.submitted_at, jobs.c.job_id)
+    .limit(sa.bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
 
 
 def _job_view_statement(of_tenant: bool) -> sa.Select:
@@ -83,10 +98,8 @@ class TenantRepository:
         return dict(result) if result else None
 
     def get(self, tenant_id: str, *, lock: bool = False) -> dict | None:
-        stmt = sa.select(tenants).where(tenants.c.tenant_id == tenant_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).mappings().first()
+        stmt = _TENANT_FOR_UPDATE if lock else _TENANT_BY_ID
+        row = self.conn.execute(stmt, {"tenant_id": tenant_id}).mappings().first()
         return dict(row) if row else None
 
     def get_by_key_hash(self, key_hash: str) -> dict | None:
@@ -195,23 +208,11 @@ class JobRepository:
         return rows, next_cursor
 
     def usage(self, tenant_id: str) -> Usage:
-        row = self.conn.execute(
-            sa.select(
-                sa.func.coalesce(sa.func.sum(jobs.c.cpu_request), 0),
-                sa.func.coalesce(sa.func.sum(jobs.c.memory_gi), 0),
-                sa.func.count(),
-            ).where(jobs.c.tenant_id == tenant_id, jobs.c.status.in_(ACTIVE_VALUES))
-        ).one()
+        row = self.conn.execute(_USAGE, {"tenant_id": tenant_id}).one()
         return Usage(cpu=int(row[0]), memory_gi=int(row[1]), jobs=int(row[2]))
 
     def queue_head(self, tenant_id: str, limit: int) -> list[Candidate]:
-        rows = self.conn.execute(
-            sa.select(jobs.c.job_id, jobs.c.cpu_request, jobs.c.memory_gi)
-            .where(jobs.c.tenant_id == tenant_id, jobs.c.status == JobStatus.QUEUED.value)
-            .order_by(jobs.c.submitted_at, jobs.c.job_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        rows = self.conn.execute(_QUEUE_HEAD, {"tenant_id": tenant_id, "limit": limit})
         return [Candidate(job_id=str(r.job_id), cpu=r.cpu_request, memory_gi=r.memory_gi) for r in rows]
 
     def counts_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
