@@ -45,23 +45,29 @@ def regenerate_key(ctx: Context, tenant_id: str) -> tuple[dict, str]:
 
 
 def update_limits(ctx: Context, tenant_id: str, changes: dict) -> dict:
-    """Change limits; raising them may let queued jobs in, so admission is asked to look again."""
+    """Change limits; the reconcile that follows applies them to the executor, then asks admission to look again."""
     with ctx.uow() as uow:
         row = uow.tenants.update(tenant_id, changes, utcnow()) if changes else uow.tenants.get(tenant_id)
     if row is None:
         raise NotFound(f"tenant {tenant_id!r} not found")
     if changes:
         ctx.bus.best_effort(ctx.bus.reconcile_tenant, tenant_id)
-        ctx.bus.best_effort(ctx.bus.request_admission, tenant_id)
     return row
 
 
 def reconcile(ctx: Context, tenant_id: str) -> None:
-    """The reconcile message's handler: the executor's per-tenant objects follow the row."""
+    """The reconcile message's handler: the executor's per-tenant objects follow the row.
+
+    Admission looks again only afterwards: raised limits admit queued jobs, and on
+    Kubernetes their pods would be refused by the old ResourceQuota (and retried
+    with backoff by the job controller) if admission ran before the quota changed.
+    A lost request is re-sent by the sweeper, which watches queued jobs.
+    """
     with ctx.uow() as uow:
         row = uow.tenants.get(tenant_id)
     if row is not None:
         ctx.executor.ensure_tenant(row)
+        ctx.bus.best_effort(ctx.bus.request_admission, tenant_id)
 
 
 def reconcile_all(ctx: Context) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
 
 from tests.integration.harness import Api, wait_until
 
@@ -108,6 +108,25 @@ def test_cancel_queued_and_running_jobs(api):
     # Cancelling twice is harmless; the freed quota lets the next job run.
     assert api.http.delete(f"/jobs/{queued}", headers=api.auth(tenant)).json()["status"] == "CANCELLED"
     api.wait_status(tenant, api.submit_ok(tenant, "square.zip"), "SUCCEEDED", timeout=180)
+
+
+def test_raising_limits_admits_queued_jobs(api):
+    """PATCH reconciles the tenant, then admission looks again: the queued job starts beside the running one."""
+    tenant = api.register(max_concurrent_jobs=1)
+    running = api.submit_ok(tenant, "bologna-acosta.zip")
+    api.wait_status(tenant, running, "RUNNING", timeout=60)
+    queued = api.submit_ok(tenant, "square.zip")
+    assert api.job(tenant, queued)["status"] == "QUEUED"
+
+    patched = datetime.now(timezone.utc)
+    r = api.http.patch(f"/auth/tenants/{tenant['tenant_id']}", headers=api.admin, json={"max_concurrent_jobs": 2})
+    assert r.status_code == 200 and r.json()["max_concurrent_jobs"] == 2
+    done = api.wait_status(tenant, queued, "SUCCEEDED", timeout=120)
+    first = api.job(tenant, running)
+    assert first["finished_at"] is None or _t(done["admitted_at"]) < _t(first["finished_at"]), "admitted only when the first ended"
+    # by the PATCH's own request, not the sweeper's re-send (SWEEP_GRACE_SECONDS, 15 s) nor the first job's end
+    assert (_t(done["admitted_at"]) - patched).total_seconds() < 10
+    api.http.delete(f"/jobs/{running}", headers=api.auth(tenant))
 
 
 def test_idempotency_key_returns_the_same_job(api):

@@ -43,7 +43,10 @@ def test_ensure_tenant_creates_everything_and_is_idempotent(executor, tenant, ap
     assert net.read_namespaced_network_policy("sumo-deny-all", ns).spec.policy_types == ["Ingress", "Egress"]
     assert core.read_namespaced_service_account(m.RUNNER_SA, ns).automount_service_account_token is False
     executor.ensure_tenant({**tenant, "max_cpu": 3})  # again, with a new limit: patched
-    assert core.read_namespaced_resource_quota("sumo-quota", ns).spec.hard["requests.cpu"] == "3100m"
+    quota = core.read_namespaced_resource_quota("sumo-quota", ns)
+    assert quota.spec.hard["requests.cpu"] == "3100m"
+    # it returns once the quota controller applied the new limit (quota admission checks status.hard)
+    assert quota.status.hard == quota.spec.hard
 
 
 def test_bologna_runs_collects_and_cleans_up(executor, submit, watcher, api, store):

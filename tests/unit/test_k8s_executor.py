@@ -257,3 +257,23 @@ def test_an_upload_lying_about_a_size_is_not_used_as_is(tmp_path):
     lying = tmp_path / "lying.zip"
     lying.write_bytes(bytes(data))
     assert not _usable_as_is(lying, scenario)
+
+
+def test_quota_wait_lasts_until_the_controller_applied_the_new_values():
+    """After a change of limits the quota's status still has the old values (same keys) for a while:
+    quota admission would refuse pods by them, so ensure_tenant waits for the values, not only the keys."""
+    spec = client.V1ResourceQuotaSpec(hard={"requests.cpu": "3100m", "pods": "5"})
+    reads = [client.V1ResourceQuota(spec=spec, status=client.V1ResourceQuotaStatus(hard=hard))
+             for hard in ({"requests.cpu": "2100m", "pods": "5"}, {"requests.cpu": "3100m", "pods": "5"})]
+
+    class Core:
+        calls = 0
+
+        def read_namespaced_resource_quota(self, name, namespace):
+            Core.calls += 1
+            return reads[min(Core.calls, len(reads)) - 1]
+
+    ex = KubernetesExecutor(Settings(), None, api=client.ApiClient())
+    ex.core = Core()
+    ex._wait_quota_settled("ns")
+    assert Core.calls == 2

@@ -151,7 +151,7 @@ class KubernetesExecutor(Executor):
             if _ok(create, ns, body) is None:
                 patch(body["metadata"]["name"], ns, body, _content_type=merge)
         _ok(self.core.create_namespaced_persistent_volume_claim, ns, self._pvc(tenant))  # spec is immutable
-        self._wait_quota_settled(ns, quota["spec"]["hard"])
+        self._wait_quota_settled(ns)
         self._ready_namespaces.add(ns)
 
     def _pvc(self, tenant: dict) -> dict:
@@ -159,11 +159,17 @@ class KubernetesExecutor(Executor):
                              storage_class=self.settings.storage_class,
                              access_mode=getattr(self.settings, "result_storage_access_mode", "ReadWriteOnce"))
 
-    def _wait_quota_settled(self, ns: str, hard: dict) -> None:
-        """Quota admission refuses objects ("status unknown for quota") until the controller computed it."""
+    def _wait_quota_settled(self, ns: str) -> None:
+        """Wait until the quota controller has applied the quota's spec to its status.
+
+        Quota admission checks pods against ``status.hard``: before the first
+        computation it refuses objects ("status unknown for quota"), and after a
+        change of limits it still applies the old values.  Both sides are read
+        from the server, so quantities are compared in its normalised form.
+        """
         def settled():
-            st = self.core.read_namespaced_resource_quota("sumo-quota", ns).status
-            return st is not None and set((st.hard or {})) == set(hard)
+            quota = self.core.read_namespaced_resource_quota("sumo-quota", ns)
+            return quota.status is not None and (quota.status.hard or {}) == (quota.spec.hard or {})
 
         try:
             wait_until(f"ResourceQuota of {ns}", settled, QUOTA_SETTLE_TIMEOUT)
