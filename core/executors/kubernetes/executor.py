@@ -40,6 +40,7 @@ import zipfile
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -245,13 +246,17 @@ class KubernetesExecutor(Executor):
         from core.scenario import ScenarioError, extract_scenario, inspect_archive
         from core.services.context import archive_limits
 
+        data = self.store.get_bytes(spec.input_key)  # sent whole in the ConfigMaps anyway: no temp copy first
+        try:
+            scenario = inspect_archive(io.BytesIO(data), spec.config_file, archive_limits(self.settings))
+            if _usable_as_is(io.BytesIO(data), scenario):
+                return data, scenario.config_file, scenario.log_file
+        except ScenarioError as exc:
+            raise ValueError(str(exc)) from exc
         with tempfile.TemporaryDirectory(prefix="sumo-k8-") as tmp:
             src, run = Path(tmp) / "input.zip", Path(tmp) / "run"
-            self.store.download_file(spec.input_key, src)
+            src.write_bytes(data)
             try:
-                scenario = inspect_archive(src, spec.config_file, archive_limits(self.settings))
-                if _usable_as_is(src, scenario):
-                    return src.read_bytes(), scenario.config_file, scenario.log_file
                 extract_scenario(src, scenario, run)
             except ScenarioError as exc:
                 raise ValueError(str(exc)) from exc
@@ -409,7 +414,7 @@ def parse_collector_log(text: str) -> tuple[dict, bytes]:
     return header, raw
 
 
-def _usable_as_is(path: Path, scenario) -> bool:
+def _usable_as_is(path: Path | BinaryIO, scenario) -> bool:
     """True when the archive holds exactly the scenario's files under their plain names (no root folder,
     nothing ignored, no duplicates), each stored or deflated, and each decompresses to exactly its declared
     (and checked) size with a valid CRC: what the init container unpacks is then exactly what the re-packed
