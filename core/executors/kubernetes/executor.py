@@ -173,7 +173,7 @@ class KubernetesExecutor(Executor):
             return quota.status is not None and (quota.status.hard or {}) == (quota.spec.hard or {})
 
         try:
-            wait_until(f"ResourceQuota of {ns}", settled, QUOTA_SETTLE_TIMEOUT)
+            wait_until(f"ResourceQuota of {ns}", settled, QUOTA_SETTLE_TIMEOUT, interval=0.05)
         except TimeoutError:
             log.warning("ResourceQuota in %s not computed yet; creations may be retried", ns)
 
