@@ -24,8 +24,9 @@ to the Job's own ``metadata.creationTimestamp`` and ``Complete`` condition's
    fit them all; only its cpu changes at the release).  Once all N are QUEUED in
    the API, the control queues are drained (``/admin/queues``) and the machine's
    CPU use stays under ``--idle-cpu-percent``, one ``PATCH /auth/tenants/{id}``
-   raises ``max_cpu`` (which requests an admission pass) and the clock starts
-   just before it.  Rate = N / (time this process's watch observed the N-th Job
+   raises ``max_cpu`` and the clock starts just before it (the PATCH reconciles
+   the tenant: its ResourceQuota takes the new cpu, and once the quota controller
+   applied it an admission pass runs; the figure includes that reconcile).  Rate = N / (time this process's watch observed the N-th Job
    − PATCH sent); also from the first ``admitted_at``, by ``creationTimestamp``s,
    and per job admitted_at → its Job observed; CPU seconds per process over the
    release.  Most pods stay Pending (one small node): Job objects are created
