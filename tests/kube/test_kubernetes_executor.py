@@ -37,14 +37,14 @@ def test_ensure_tenant_creates_everything_and_is_idempotent(executor, tenant, ap
     ns = tenant["namespace"]
     assert core.read_namespace(ns).metadata.labels["app.kubernetes.io/managed-by"] == "sumo-k8"
     quota = core.read_namespaced_resource_quota("sumo-quota", ns)
-    assert quota.spec.hard["requests.cpu"] == "2100m" and quota.status.hard
+    assert quota.spec.hard["requests.cpu"] == "2150m" and quota.status.hard  # + 50m per concurrent job's helper
     assert core.read_namespaced_limit_range("sumo-limits", ns).spec.limits[0].max == {"cpu": "2", "memory": "2Gi"}
     assert core.read_namespaced_persistent_volume_claim(m.RESULTS_PVC, ns).spec.resources.requests["storage"] == "1Gi"
     assert net.read_namespaced_network_policy("sumo-deny-all", ns).spec.policy_types == ["Ingress", "Egress"]
     assert core.read_namespaced_service_account(m.RUNNER_SA, ns).automount_service_account_token is False
     executor.ensure_tenant({**tenant, "max_cpu": 3})  # again, with a new limit: patched
     quota = core.read_namespaced_resource_quota("sumo-quota", ns)
-    assert quota.spec.hard["requests.cpu"] == "3100m"
+    assert quota.spec.hard["requests.cpu"] == "3150m"
     # it returns once the quota controller applied the new limit (quota admission checks status.hard)
     assert quota.status.hard == quota.spec.hard
 

@@ -43,9 +43,19 @@ RESULTS_MOUNT = "/results"
 #: Raw bytes per input ConfigMap: base64 in the request stays well under etcd's 1.5 MiB.
 CHUNK_BYTES = 700 * 1024
 RUN_AS = 1000
-#: Quota headroom for the collector/cleanup pods, on top of the tenant's limits,
-#: so results can be read even while the tenant's jobs fill its quota.
-HELPER_CPU_M, HELPER_MEM_MI, HELPER_PODS = 100, 128, 2
+#: Requests = limits of one helper pod (a job's collector, then its cleanup Job's pod).
+HELPER_CPU_M, HELPER_MEM_MI = 50, 64
+
+
+def helper_headroom(max_concurrent_jobs: int) -> tuple[int, int, int]:
+    """Quota on top of the tenant's limits for helper pods: (cpu millicores, memory MiB, pods).
+
+    A finished job has at most one helper pod at a time, and up to
+    ``max_concurrent_jobs`` jobs can finish together.  With less room, helpers
+    still running take the room of the next admitted job, whose pod quota
+    admission then refuses (the job controller retries it only after a backoff).
+    """
+    return max_concurrent_jobs * HELPER_CPU_M, max_concurrent_jobs * HELPER_MEM_MI, max_concurrent_jobs
 
 
 # -- names and labels -----------------------------------------------------------------
@@ -96,19 +106,20 @@ def namespace(tenant: dict) -> dict:
 def resource_quota(tenant: dict, *, max_input_bytes: int) -> dict:
     """Requests = limits = the tenant's caps (plus helper headroom); pods and ConfigMaps capped."""
     jobs = int(tenant["max_concurrent_jobs"])
-    cpu = f"{int(tenant['max_cpu']) * 1000 + HELPER_CPU_M}m"
-    mem = f"{int(tenant['max_memory_gi']) * 1024 + HELPER_MEM_MI}Mi"
+    helper_cpu_m, helper_mem_mi, helper_pods = helper_headroom(jobs)
+    cpu = f"{int(tenant['max_cpu']) * 1000 + helper_cpu_m}m"
+    mem = f"{int(tenant['max_memory_gi']) * 1024 + helper_mem_mi}Mi"
     configmaps = jobs * chunks_for(max_input_bytes) + 4  # + kube-root-ca.crt and slack
     return {"apiVersion": "v1", "kind": "ResourceQuota",
             "metadata": {"name": "sumo-quota", "labels": labels(tenant["tenant_id"])},
             "spec": {"hard": {"requests.cpu": cpu, "limits.cpu": cpu,
                               "requests.memory": mem, "limits.memory": mem,
-                              "pods": str(jobs + HELPER_PODS), "configmaps": str(configmaps)}}}
+                              "pods": str(jobs + helper_pods), "configmaps": str(configmaps)}}}
 
 
 def limit_range(tenant: dict) -> dict:
     """Defaults for containers that name no resources; max = the tenant's caps."""
-    small = {"cpu": f"{HELPER_CPU_M // 2}m", "memory": f"{HELPER_MEM_MI // 2}Mi"}
+    small = {"cpu": f"{HELPER_CPU_M}m", "memory": f"{HELPER_MEM_MI}Mi"}
     return {"apiVersion": "v1", "kind": "LimitRange",
             "metadata": {"name": "sumo-limits", "labels": labels(tenant["tenant_id"])},
             "spec": {"limits": [{"type": "Container", "default": dict(small), "defaultRequest": dict(small),
@@ -154,7 +165,7 @@ def _resources(cpu: str, memory: str) -> dict:
 
 
 def _helper_resources() -> dict:
-    return _resources(f"{HELPER_CPU_M // 2}m", f"{HELPER_MEM_MI // 2}Mi")
+    return _resources(f"{HELPER_CPU_M}m", f"{HELPER_MEM_MI}Mi")
 
 
 def _pod_spec(containers: list[dict], volumes: list[dict], **extra) -> dict:
