@@ -139,9 +139,8 @@ class KubernetesExecutor(Executor):
     # -- tenants ----------------------------------------------------------------------------
     def ensure_tenant(self, tenant: dict) -> None:
         ns = tenant["namespace"]
-        merge = "application/merge-patch+json"
         if _ok(self.core.create_namespace, m.namespace(tenant)) is None:
-            self.core.patch_namespace(ns, {"metadata": {"labels": m.labels(tenant["tenant_id"])}}, _content_type=merge)
+            self.core.patch_namespace(ns, {"metadata": {"labels": m.labels(tenant["tenant_id"])}}, _content_type=MERGE)
         quota = m.resource_quota(tenant, max_input_bytes=self.settings.max_file_size_mb * 1024 * 1024)
         for create, patch, body in (
             (self.core.create_namespaced_resource_quota, self.core.patch_namespaced_resource_quota, quota),
@@ -150,7 +149,7 @@ class KubernetesExecutor(Executor):
             (self.core.create_namespaced_service_account, self.core.patch_namespaced_service_account, m.service_account(tenant)),
         ):
             if _ok(create, ns, body) is None:
-                patch(body["metadata"]["name"], ns, body, _content_type=merge)
+                patch(body["metadata"]["name"], ns, body, _content_type=MERGE)
         _ok(self.core.create_namespaced_persistent_volume_claim, ns, self._pvc(tenant))  # spec is immutable
         self._wait_quota_settled(ns)
         self._ready_namespaces.add(ns)
