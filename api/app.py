@@ -15,10 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api import threads
 from api.deps import document_security
 from api.limits import BodySizeLimit
 from api.metrics import AccessMetrics
 from api.routes import admin, auth, health, jobs, tenants
+from core import gc_policy
 from core.db.repository import InvalidCursor
 from core.scenario import ScenarioError
 from core.services.errors import ServiceError
@@ -34,11 +36,16 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        # Blocking calls run on this many threads.  anyio's default (40) lets every
-        # in-flight request hold a thread: they then fight for the GIL and the
-        # connection pool, and the futex traffic costs more CPU than the work.
+        # The service's blocking calls run on api.threads' pool; anyio's threads only serve
+        # Starlette itself (uploads spooled to disk).  Both get API_THREADS: anyio's default
+        # (40) lets every in-flight request hold a thread, and they then fight for the GIL.
+        threads.start(settings.api_threads)
+        gc_policy.settle()
         to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
-        yield
+        try:
+            yield
+        finally:
+            threads.stop()
 
     app = FastAPI(
         lifespan=lifespan,

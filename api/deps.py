@@ -5,9 +5,9 @@ import hmac
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
+from api import threads
 from core.services import tenants
 from core.services.context import Context, get_context
 
@@ -74,7 +74,7 @@ async def tenant_or_admin(request: Request) -> Caller:
     key = _presented_key(headers.get("authorization"), headers.get("x-api-key"))
     if not key:
         raise _unauthorized("missing API key: send 'Authorization: Bearer sk-…'")
-    tenant = await run_in_threadpool(tenants.authenticate, ctx, key)
+    tenant = await threads.run(tenants.authenticate, ctx, key)
     if tenant is None:
         raise _unauthorized("invalid API key")
     return Caller(tenant=tenant)

@@ -9,6 +9,7 @@ import logging
 
 import dramatiq
 
+from core import gc_policy
 from core.domain.states import JobStatus, StatusEvent
 from core.messaging import ROUTES, get_broker
 from core.services import admission, lifecycle, tenants
@@ -69,3 +70,6 @@ def run_simulation(job_id: str) -> None:
     from workers.local_simulation import run
 
     run(get_context(), job_id)
+
+
+gc_policy.settle()  # this module is what a Dramatiq worker process imports: everything above lives as long as it

@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 
+from core import gc_policy
 from core.services.context import get_context
 from core.services.sweeper import sweep
 from core.settings import get_settings
@@ -23,6 +24,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     ctx = get_context()
+    gc_policy.settle()
     log.info("sweeper running every %.1fs (grace %.1fs)", settings.sweep_interval_seconds, settings.sweep_grace_seconds)
     while not stop.is_set():
         try:

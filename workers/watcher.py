@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 
+from core import gc_policy
 from core.executors.kubernetes.executor import api_client_from
 from core.executors.kubernetes.lease import LeaderLease
 from core.executors.kubernetes.watcher import Watcher
@@ -36,6 +37,7 @@ def main() -> None:
         signal.signal(sig, lambda *_: stop.set())
     log = logging.getLogger(__name__)
     log.info("watcher %s starting", identity)
+    gc_policy.settle()
     # At startup every tenant's objects are brought in line with the database (idempotent).
     try:
         log.info("reconciled %d tenants", tenants.reconcile_all(get_context()))

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.concurrency import run_in_threadpool
 
+from api import threads
 from api.deps import Caller, admin_only, context
 from api.routes.jobs import STATUS_VALUES
 from api.schemas import AdminJobList, job_json
@@ -23,20 +23,20 @@ async def all_jobs(
     _: Caller = Depends(admin_only),
     ctx: Context = Depends(context),
 ):
-    rows, next_cursor = await run_in_threadpool(queries.jobs_page, ctx, tenant_id, status, limit, cursor)
+    rows, next_cursor = await threads.run(queries.jobs_page, ctx, tenant_id, status, limit, cursor)
     return {"jobs": [job_json(r, admin=True) for r in rows], "next_cursor": next_cursor}
 
 
 @router.get("/activity")
 async def activity(_: Caller = Depends(admin_only), ctx: Context = Depends(context)) -> dict:
-    return await run_in_threadpool(queries.activity, ctx)
+    return await threads.run(queries.activity, ctx)
 
 
 @router.get("/cluster")
 async def cluster(_: Caller = Depends(admin_only), ctx: Context = Depends(context)) -> dict:
-    return await run_in_threadpool(ctx.executor.capacity)
+    return await threads.run(ctx.executor.capacity)
 
 
 @router.get("/queues")
 async def queue_depths(_: Caller = Depends(admin_only), ctx: Context = Depends(context)) -> dict:
-    return {"queues": await run_in_threadpool(queries.queues, ctx)}
+    return {"queues": await threads.run(queries.queues, ctx)}

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from api import threads
 from api.deps import context
 from api.metrics import render_metrics
 from core.services.context import Context
@@ -34,12 +34,12 @@ async def ready(ctx: Context = Depends(context)):
             checks["redis"] = f"unreachable: {type(exc).__name__}"
         return checks
 
-    checks = await run_in_threadpool(check)
+    checks = await threads.run(check)
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 
 
 @router.get("/metrics")
 async def metrics(ctx: Context = Depends(context)):
-    body, content_type = await run_in_threadpool(render_metrics, ctx)
+    body, content_type = await threads.run(render_metrics, ctx)
     return Response(body, media_type=content_type)

@@ -7,11 +7,11 @@ import uuid
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 
+from api import threads
 from api.deps import Caller, context, tenant_only
 from api.schemas import Job, JobAccepted, JobList, JobLogs, Results, job_json
 from core.domain.states import JobStatus
@@ -37,7 +37,7 @@ async def submit_job(
 ):
     request = submission.Submission(scenario_id, cpu_request, memory_gi, config_file or None, idempotency_key or None)
     # The upload is already spooled (in memory up to 1 MiB, else a temp file): it is read from there.
-    row, created = await run_in_threadpool(submission.submit, ctx, caller.tenant, sumo_files.file, request)
+    row, created = await threads.run(submission.submit, ctx, caller.tenant, sumo_files.file, request)
     # A replayed Idempotency-Key answers with the existing job as it is now.
     body = {"job_id": str(row["job_id"]), "status": row["status"], "config_file": row["config_file"]}
     headers = {"Location": f"/jobs/{row['job_id']}"}
@@ -54,7 +54,7 @@ async def list_jobs(
     caller: Caller = Depends(tenant_only),
     ctx: Context = Depends(context),
 ):
-    rows, next_cursor = await run_in_threadpool(queries.jobs_page, ctx, caller.tenant_id, status, limit, cursor)
+    rows, next_cursor = await threads.run(queries.jobs_page, ctx, caller.tenant_id, status, limit, cursor)
     return {"jobs": [job_json(r) for r in rows], "next_cursor": next_cursor}
 
 
@@ -65,7 +65,7 @@ async def get_job(
     caller: Caller = Depends(tenant_only),
     ctx: Context = Depends(context),
 ):
-    row = await run_in_threadpool(queries.job_view, ctx, str(job_id), caller.tenant_id)
+    row = await threads.run(queries.job_view, ctx, str(job_id), caller.tenant_id)
     etag = f'W/"{row["version"]}-{row["queue_position"] or 0}"'
     presented = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
     if etag in presented or "*" in presented:
@@ -75,7 +75,7 @@ async def get_job(
 
 @router.delete("/jobs/{job_id}", response_model=Job)
 async def cancel_job(job_id: uuid.UUID, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
-    row = await run_in_threadpool(lifecycle.cancel_job, ctx, caller.tenant_id, str(job_id))
+    row = await threads.run(lifecycle.cancel_job, ctx, caller.tenant_id, str(job_id))
     return job_json(row)
 
 
@@ -86,8 +86,8 @@ async def get_logs(
     caller: Caller = Depends(tenant_only),
     ctx: Context = Depends(context),
 ):
-    job, spec = await run_in_threadpool(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
-    text = await run_in_threadpool(logs.whole, ctx, job, spec, tail)
+    job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    text = await threads.run(logs.whole, ctx, job, spec, tail)
     return {"job_id": str(job_id), "logs": text}
 
 
@@ -99,7 +99,7 @@ async def stream_logs(
     ctx: Context = Depends(context),
 ):
     """Server-sent events: ``log`` events (id = byte offset), then one ``status`` event when the job ends."""
-    job, spec = await run_in_threadpool(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
     try:
         offset = max(0, int(last_event_id)) if last_event_id else 0
     except ValueError:
@@ -109,7 +109,7 @@ async def stream_logs(
         nonlocal job, offset
         finished = False
         while True:
-            chunk = await run_in_threadpool(logs.read, ctx, job, spec, offset)
+            chunk = await threads.run(logs.read, ctx, job, spec, offset)
             if chunk:
                 cut = chunk.rfind(b"\n") + 1 if b"\n" in chunk and len(chunk) == logs.CHUNK else len(chunk)
                 chunk = chunk[:cut]
@@ -119,7 +119,7 @@ async def stream_logs(
             if finished:
                 yield {"event": "status", "data": json.dumps(_jsonable(_status_payload(job)))}
                 return
-            job = await run_in_threadpool(queries.job_view, ctx, str(job_id), caller.tenant_id)
+            job = await threads.run(queries.job_view, ctx, str(job_id), caller.tenant_id)
             if JobStatus(job["status"]).is_terminal:
                 finished = True  # one more read drains what was written before the end
                 continue
@@ -130,10 +130,10 @@ async def stream_logs(
 
 @router.get("/jobs/{job_id}/results", response_model=Results)
 async def list_results(job_id: uuid.UUID, request: Request, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
-    job, spec = await run_in_threadpool(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
     files = []
     for f in job["result_files"] or []:
-        url = await run_in_threadpool(ctx.store.presigned_url, spec.result_prefix + f["name"])
+        url = await threads.run(ctx.store.presigned_url, spec.result_prefix + f["name"])
         files.append({**f, "url": url or str(request.url_for("download_result", job_id=str(job_id), path=f["name"]))})
     return {
         "job_id": str(job_id),
@@ -146,12 +146,12 @@ async def list_results(job_id: uuid.UUID, request: Request, caller: Caller = Dep
 
 @router.get("/jobs/{job_id}/results/{path:path}", name="download_result", responses={200: {"content": {"application/octet-stream": {}}}})
 async def download_result(job_id: uuid.UUID, path: str, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
-    job, spec = await run_in_threadpool(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
     entry = next((f for f in job["result_files"] or [] if f["name"] == path), None)
     if entry is None:
         raise HTTPException(status_code=404, detail=f"job {job_id} has no result file {path!r}")
     try:
-        chunks = await run_in_threadpool(ctx.store.iter_bytes, spec.result_prefix + path)
+        chunks = await threads.run(ctx.store.iter_bytes, spec.result_prefix + path)
     except ObjectNotFound:
         raise HTTPException(status_code=404, detail=f"result file {path!r} is no longer in the store") from None
     filename = Path(path).name.replace('"', "")
@@ -164,7 +164,7 @@ async def download_result(job_id: uuid.UUID, path: str, caller: Caller = Depends
 
 async def _iterate_in_thread(chunks):
     sentinel = object()
-    while (chunk := await run_in_threadpool(next, chunks, sentinel)) is not sentinel:
+    while (chunk := await threads.run(next, chunks, sentinel)) is not sentinel:
         yield chunk
 
 

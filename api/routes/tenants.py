@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 
+from api import threads
 from api.deps import Caller, context, tenant_only
 from api.schemas import job_json
 from core.services import queries
@@ -15,6 +15,6 @@ router = APIRouter(prefix="/tenants", tags=["tenants"])
 
 @router.get("/me/dashboard")
 async def dashboard(caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)) -> dict:
-    data = await run_in_threadpool(queries.dashboard, ctx, caller.tenant)
+    data = await threads.run(queries.dashboard, ctx, caller.tenant)
     data["recent_jobs"] = [job_json(r) for r in data["recent_jobs"]]
     return jsonable_encoder(data)
