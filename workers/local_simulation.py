@@ -6,7 +6,7 @@ import logging
 from core.domain.states import JobStatus
 from core.executors.local import build_runner
 from core.services.context import Context
-from core.services.lifecycle import spec_for
+from core.services.queries import job_and_spec
 
 log = logging.getLogger(__name__)
 _runner = None
@@ -14,7 +14,7 @@ _runner = None
 
 def run(ctx: Context, job_id: str) -> None:
     global _runner
-    job, spec = spec_for(ctx, job_id)
+    job, spec = job_and_spec(ctx, job_id)
     if job is None or JobStatus(job["status"]).is_terminal:
         log.info("job %s: not running it, it is %s", job_id, job["status"] if job else "gone")
         return

@@ -65,6 +65,13 @@ def _job_view_statement(of_tenant: bool) -> sa.Select:
 
 
 _JOB_VIEW = {of_tenant: _job_view_statement(of_tenant) for of_tenant in (False, True)}
+# A job with its tenant's namespace: what an executor call needs (start, cancel, logs, results).
+_JOB_WITH_NAMESPACE = (
+    sa.select(jobs, tenants.c.namespace.label("tenant_namespace"))
+    .join(tenants, tenants.c.tenant_id == jobs.c.tenant_id)
+    .where(jobs.c.job_id == sa.bindparam("job_id"))
+)
+_JOB_WITH_NAMESPACE_OF_TENANT = _JOB_WITH_NAMESPACE.where(jobs.c.tenant_id == sa.bindparam("tenant_id"))
 
 
 class InvalidCursor(ValueError):
@@ -182,6 +189,14 @@ class JobRepository:
         """One statement for the poller: the row plus its place in the tenant's queue."""
         params = {"job_id": job_id} if tenant_id is None else {"job_id": job_id, "tenant_id": tenant_id}
         row = self.conn.execute(_JOB_VIEW[tenant_id is not None], params).mappings().first()
+        return dict(row) if row else None
+
+    def get_with_namespace(self, job_id: str, tenant_id: str | None = None) -> dict | None:
+        """The job row plus ``tenant_namespace``, in one statement."""
+        if tenant_id is None:
+            row = self.conn.execute(_JOB_WITH_NAMESPACE, {"job_id": job_id}).mappings().first()
+        else:
+            row = self.conn.execute(_JOB_WITH_NAMESPACE_OF_TENANT, {"job_id": job_id, "tenant_id": tenant_id}).mappings().first()
         return dict(row) if row else None
 
     def get_by_idempotency_key(self, tenant_id: str, key: str) -> dict | None:

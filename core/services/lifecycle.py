@@ -6,11 +6,13 @@ loads the row under a lock, asks the state machine, and writes what it says.
 from __future__ import annotations
 
 import logging
-from core.executors.base import StillRunning
+
 from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel
+from core.executors.base import StillRunning
 from core.results import parse_statistics
 from core.services.context import Context, utcnow
 from core.services.errors import NotFound
+from core.services.queries import job_and_spec
 
 log = logging.getLogger(__name__)
 COLLECT_RETRY_MS = 500
@@ -28,19 +30,9 @@ def _state(row: dict) -> JobState:
     )
 
 
-def spec_for(ctx: Context, job_id: str):
-    """The executor's view of a job (None if the job is gone)."""
-    with ctx.uow() as uow:
-        job = uow.jobs.get(job_id)
-        tenant = uow.tenants.get(job["tenant_id"]) if job else None
-    if job is None or tenant is None:
-        return None, None
-    return job, ctx.job_spec(job, tenant["namespace"])
-
-
 def start_job(ctx: Context, job_id: str) -> None:
     """Hand an admitted job to the executor (idempotent: the executor dedupes by job id)."""
-    job, spec = spec_for(ctx, job_id)
+    job, spec = job_and_spec(ctx, job_id)
     if job is None or job["status"] != JobStatus.ADMITTED.value:
         return  # cancelled meanwhile, or already further along: nothing to start
     ctx.executor.start(spec)
@@ -94,14 +86,14 @@ def cancel_job(ctx: Context, tenant_id: str, job_id: str) -> dict:
 
 def stop_in_executor(ctx: Context, job_id: str) -> None:
     """The cancel message's handler: make the executor stop (or never start) the job."""
-    job, spec = spec_for(ctx, job_id)
+    job, spec = job_and_spec(ctx, job_id)
     if spec is not None:
         ctx.executor.cancel(spec)
 
 
 def collect_results(ctx: Context, job_id: str) -> None:
     """Copy a finished job's outputs to the result store and record them (idempotent)."""
-    job, spec = spec_for(ctx, job_id)
+    job, spec = job_and_spec(ctx, job_id)
     if job is None or not JobStatus(job["status"]).is_terminal or job["results_collected_at"] is not None:
         return
     try:

@@ -5,6 +5,7 @@ import json
 import time
 from datetime import timedelta
 
+from core.executors.base import JobSpec
 from core.messaging import QUEUES
 from core.services.context import Context, utcnow
 from core.services.errors import NotFound
@@ -18,13 +19,22 @@ def job_view(ctx: Context, job_id: str, tenant_id: str | None) -> dict:
     return row
 
 
-def job_with_spec(ctx: Context, job_id: str, tenant_id: str):
-    with ctx.uow() as uow:
-        job = uow.jobs.get(job_id, tenant_id)
-        tenant = uow.tenants.get(tenant_id) if job else None
-    if job is None or tenant is None:
+def job_and_spec(ctx: Context, job_id: str, tenant_id: str | None = None) -> tuple[dict | None, JobSpec | None]:
+    """A job row and the executor's view of it, in one statement; (None, None) if there is no such job
+    (of ``tenant_id``, when given)."""
+    with ctx.statement() as one:
+        job = one.jobs.get_with_namespace(job_id, tenant_id)
+    if job is None:
+        return None, None
+    return job, ctx.job_spec(job, job.pop("tenant_namespace"))
+
+
+def job_with_spec(ctx: Context, job_id: str, tenant_id: str) -> tuple[dict, JobSpec]:
+    """:func:`job_and_spec` for a tenant's request: NotFound when it is not one of its jobs."""
+    job, spec = job_and_spec(ctx, job_id, tenant_id)
+    if job is None:
         raise NotFound(f"job {job_id} not found")
-    return job, ctx.job_spec(job, tenant["namespace"])
+    return job, spec
 
 
 def jobs_page(ctx: Context, tenant_id: str | None, status: str | None, limit: int, cursor: str | None):
