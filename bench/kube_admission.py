@@ -639,7 +639,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--probe", type=int, default=30, help="sequential timings of the executor's start calls (0: skip)")
     args = ap.parse_args(argv)
     started = common.machine()
-    print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs)", flush=True)
+    print(f"[{NAME}] at start: {common.describe(started)}", flush=True)
 
     from devcluster.cluster import temp_cluster
 

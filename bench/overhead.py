@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--api-workers", type=int, default=1)
     args = ap.parse_args(argv)
     started = common.machine()
-    print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs)")
+    print(f"[{NAME}] at start: {common.describe(started)}", flush=True)
     archive = common.ZIPS / ARCHIVE
     sumo = default_sumo_binary()
     service_runs, sumo_runs = [], []

@@ -24,7 +24,8 @@ def _verdict(ok: bool | None) -> str:
 def summary(started: dict, thr: dict | None, lat: dict | None, ovh: dict | None, failures: list[str]) -> str:
     lines = [
         f"Measured {started['at']} on {started['cpus']} CPUs, Python {started['python']}, "
-        f"load average at start {started['load_average']} (1/5/15 min).",
+        f"load average at start {started['load_average']} (1/5/15 min), CPU probe {started['cpu_probe_ms']} ms, "
+        f"round-trip probe {started['round_trip_probe_us']} µs.",
         "",
         "| Figure | Value | Target | |",
         "| --- | --- | --- | --- |",
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="bologna-acosta runs each way")
     args = ap.parse_args(argv)
     started = common.machine()
-    print(f"[run_all] load average at start: {started['load_average']} ({started['cpus']} CPUs)", flush=True)
+    print(f"[run_all] at start: {common.describe(started)}", flush=True)
     results, failures = {}, []
     for name, fn, fargs in (
         ("submit_throughput", submit_throughput.main, ["--requests", str(args.requests)]),

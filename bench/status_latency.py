@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--api-workers", type=int, default=1)
     args = ap.parse_args(argv)
     started = common.machine()
-    print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs)")
+    print(f"[{NAME}] at start: {common.describe(started)}", flush=True)
     with common.stack(NAME, api_workers=args.api_workers) as s:
         common.stop_simulations(s)
         tenant = common.register_tenant(s)

@@ -110,6 +110,7 @@ def measure(s, api_workers: int, args) -> dict:
     drain_queues(s, args.drain_timeout)
     load = common.load_average()
     probe = common.cpu_probe_ms()
+    round_trip = common.round_trip_probe_us()
     pg_before = common.pg_counters(s.env["DATABASE_URL"])
     before = cpu_snapshot(s)
     res = _run(s.url, tenant, body, args.requests, args.concurrency, args.timeout)
@@ -135,6 +136,7 @@ def measure(s, api_workers: int, args) -> dict:
         "postgres_counters": pg,
         "load_average_before": load,
         "cpu_probe_ms_before": probe,
+        "round_trip_probe_us_before": round_trip,
         "previous_queues_drained": drained,
     }
 
@@ -154,8 +156,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     overrides = dict(kv.split("=", 1) for kv in args.env)
     started = common.machine()
-    print(f"[{NAME}] load average at start: {started['load_average']} ({started['cpus']} CPUs); "
-          f"CPU probe {started['cpu_probe_ms']} ms (bench.common.cpu_probe_ms: lower is a faster machine)")
+    print(f"[{NAME}] at start: {common.describe(started)}")
     print(f"[{NAME}] simulation workers are STOPPED during the measurement (SUMO does not compete for the CPUs); "
           "control workers, sweeper, PostgreSQL and Redis run as usual")
     runs = []
@@ -175,7 +176,7 @@ def main(argv=None) -> dict:
     common.print_table(f"POST /jobs ({args.archive}), {args.concurrency} concurrent clients, simulation workers stopped", rows)
     for r in runs:
         pg = r["postgres_counters"]
-        print(f"  api_workers={r['api_workers']} (CPU probe {r['cpu_probe_ms_before']} ms): server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
+        print(f"  api_workers={r['api_workers']} (CPU probe {r['cpu_probe_ms_before']} ms, round trip {r['round_trip_probe_us_before']} µs): server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
               f"PostgreSQL sessions opened {pg['sessions']}, commits {pg['xact_commit']} during {r['ok']} submissions")
         if r["errors"]:
             print(f"  api_workers={r['api_workers']} errors: {r['error_kinds']}")

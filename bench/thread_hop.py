@@ -62,7 +62,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
     started = common.machine()
-    print(f"[{NAME}] load average {started['load_average']}, CPU probe {started['cpu_probe_ms']} ms")
+    print(f"[{NAME}] at start: {common.describe(started)}")
     rounds = [uvloop.run(_round(args.threads, args.calls)) for _ in range(args.rounds)]
     rows = [("mechanism", "µs CPU per call (median)", "calls/s (median)")]
     medians = {k: round(statistics.median(r[k] for r in rounds), 1) for k in rounds[0]}
