@@ -145,13 +145,6 @@ def wait_ready(url: str, timeout: float) -> None:
     raise TimeoutError(f"{url} not ready after {timeout}s (last: {last})")
 
 
-def restart_api(s, workers: int) -> None:
-    """Restart only the API with another number of uvicorn workers."""
-    s.procs["api"].stop()
-    s.start_api(workers)
-    wait_ready(s.url, 60)
-
-
 def stop_simulations(s) -> None:
     """Stop the simulation workers: admitted jobs then wait and SUMO takes no CPU."""
     s.procs["simulations"].stop()

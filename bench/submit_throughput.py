@@ -7,7 +7,7 @@ installs it under ``$SUMO_K8_CACHE/bin``) sending one multipart body encoded
 once over keep-alive connections: it costs ~0.3 ms of CPU per request, where a
 Python client cost ~6 ms and took a third of this 2-core machine.  Its CPU
 use is reported so a client-bound figure is recognisable.  The API is measured
-with 1 and with 2 uvicorn workers (restarting only the API between the two).
+with 1 and with 2 uvicorn workers, each on a stack of its own.
 
     python -m bench.submit_throughput [--requests 3000] [--concurrency 32] [--api-workers 1,2]
 """
@@ -102,7 +102,6 @@ def drain_queues(s, timeout: float) -> bool:
 
 
 def measure(s, api_workers: int, args) -> dict:
-    common.restart_api(s, api_workers)
     drained = drain_queues(s, args.drain_timeout)
     tenant = common.register_tenant(s)
     body = (common.ZIPS / args.archive).read_bytes()
@@ -162,9 +161,11 @@ def main(argv=None) -> dict:
     runs = []
     if overrides:
         print(f"[{NAME}] settings overridden for this run: {overrides}")
-    with common.stack(NAME, env=overrides) as s:
-        common.stop_simulations(s)
-        for w in [int(x) for x in args.api_workers.split(",") if x.strip()]:
+    for w in [int(x) for x in args.api_workers.split(",") if x.strip()]:
+        # A fresh stack per worker count: the jobs one measurement admitted stay ADMITTED (no simulation
+        # workers), and in a shared stack the sweeper's re-sends of them would land in the next measurement.
+        with common.stack(NAME, env=overrides, api_workers=w) as s:
+            common.stop_simulations(s)
             print(f"[{NAME}] api_workers={w}: {args.warmup} warm-up + {args.requests} measured requests, {args.concurrency} concurrent")
             runs.append(measure(s, w, args))
     rows = [("api_workers", "submissions/s", "p50 ms", "p99 ms", "max ms", "errors", "client CPU %", "server CPU s (api/workers/postgres/redis)")]
