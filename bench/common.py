@@ -94,6 +94,15 @@ def round_trip_probe_us(trips: int = 2000, rounds: int = 3) -> float:
     return round(best * 1e6, 1)
 
 
+def steal_seconds() -> float | None:
+    """CPU time the hypervisor gave to others while this VM wanted it (``steal`` in /proc/stat), summed over CPUs."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def describe(m: dict) -> str:
     """How loaded and how fast the machine was (see :func:`machine`), for a benchmark's first line."""
     return (f"load average {m['load_average']} ({m['cpus']} CPUs); CPU probe {m['cpu_probe_ms']} ms, round-trip probe "

@@ -268,6 +268,9 @@ def cpu_seconds(s, cluster) -> dict[str, float]:
             out[f"{p.name} (itself)"] = t.user + t.system
         except psutil.NoSuchProcess:
             pass
+    stolen = common.steal_seconds()
+    if stolen is not None:  # not a process: CPU time the hypervisor gave to other VMs while this one wanted it
+        out["(stolen by the hypervisor)"] = stolen
     return out
 
 

@@ -111,9 +111,10 @@ def measure(s, api_workers: int, args) -> dict:
     probe = common.cpu_probe_ms()
     round_trip = common.round_trip_probe_us()
     pg_before = common.pg_counters(s.env["DATABASE_URL"])
-    before = cpu_snapshot(s)
+    before, steal_before = cpu_snapshot(s), common.steal_seconds()
     res = _run(s.url, tenant, body, args.requests, args.concurrency, args.timeout)
-    after = cpu_snapshot(s)
+    after, steal_after = cpu_snapshot(s), common.steal_seconds()
+    steal = None if steal_before is None or steal_after is None else round(steal_after - steal_before, 2)
     pg = common.counter_delta(pg_before, common.pg_counters(s.env["DATABASE_URL"]))
     server_cpu = {k: round(after.get(k, 0) - before.get(k, 0), 2) for k in after}
     ok = res["ok"]
@@ -136,6 +137,8 @@ def measure(s, api_workers: int, args) -> dict:
         "load_average_before": load,
         "cpu_probe_ms_before": probe,
         "round_trip_probe_us_before": round_trip,
+        "cpu_stolen_s": steal,
+        "cpu_stolen_pct": None if steal is None else round(100 * steal / (res["wall_s"] * (os.cpu_count() or 1)), 1),
         "previous_queues_drained": drained,
     }
 
@@ -177,7 +180,7 @@ def main(argv=None) -> dict:
     common.print_table(f"POST /jobs ({args.archive}), {args.concurrency} concurrent clients, simulation workers stopped", rows)
     for r in runs:
         pg = r["postgres_counters"]
-        print(f"  api_workers={r['api_workers']} (CPU probe {r['cpu_probe_ms_before']} ms, round trip {r['round_trip_probe_us_before']} µs): server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
+        print(f"  api_workers={r['api_workers']} (CPU probe {r['cpu_probe_ms_before']} ms, round trip {r['round_trip_probe_us_before']} µs, CPU stolen by the hypervisor {r['cpu_stolen_pct']} %): server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
               f"PostgreSQL sessions opened {pg['sessions']}, commits {pg['xact_commit']} during {r['ok']} submissions")
         if r["errors"]:
             print(f"  api_workers={r['api_workers']} errors: {r['error_kinds']}")
