@@ -124,8 +124,9 @@ def stack(name: str, *, api_workers: int = 1, env: dict | None = None, sweeper: 
     os.chmod(data_dir, 0o755)  # the embedded PostgreSQL may run as another user
     s = None
     try:
+        # PostgreSQL as `make run` runs it: fsync and synchronous commits on (the tests turn them off).
         s = start_stack(data_dir, env_overrides={**BASE_ENV, **(env or {})}, api_workers=api_workers,
-                        persistent=False, fast_db=True, sweeper=sweeper)
+                        persistent=False, fast_db=False, sweeper=sweeper)
         wait_ready(s.url, 60)
         yield s
     finally:
