@@ -64,7 +64,7 @@ def cpu_probe_ms(rounds: int = 5) -> float:
     return round(1000 * best, 1)
 
 
-_ECHO = "import os, socket, sys\ns = socket.socket(fileno=int(sys.argv[1]))\nwhile (b := s.recv(1)) not in (b'', b'q'):\n    s.sendall(b)"
+_ECHO = "import socket, sys\ns = socket.socket(fileno=int(sys.argv[1]))\nwhile (b := s.recv(1)) not in (b'', b'q'):\n    s.sendall(b)"
 
 
 def round_trip_probe_us(trips: int = 2000, rounds: int = 3) -> float:

@@ -2,7 +2,7 @@
 
 Starts a stack, stops its simulation workers and its API, then serves the same
 app in a child process under yappi (all threads: the event loop and the
-threadpool that runs the blocking use cases), drives it with the throughput
+pool of ``api.threads`` that runs the blocking use cases), drives it with the throughput
 benchmark's client, and prints the heaviest functions of the project and of
 its libraries, by the chosen clock (``cpu``: CPU time; ``wall``: includes
 waiting on PostgreSQL, Redis, locks and the connection pool).
