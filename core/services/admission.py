@@ -35,7 +35,8 @@ def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
         if admitted:  # every candidate is QUEUED (locked above): one transition, one statement for all
             state = admit(JobState(JobStatus.QUEUED), now)
             uow.jobs.update_many(admitted, {**state.changes, "last_dispatch_at": now}, now)
+    if admitted:  # one line per pass: under load a pass admits several jobs
+        log.info("admitted %d job(s) for %s: %s", len(admitted), tenant_id, " ".join(admitted))
     for job_id in admitted:
-        log.info("job %s admitted for %s", job_id, tenant_id)
         ctx.bus.best_effort(ctx.bus.start_job, job_id)
     return admitted
