@@ -38,6 +38,7 @@ DEVICE_NAMES = frozenset({"stdout", "STDOUT", "-", "stderr", "STDERR", "nul", "N
 #: Basenames that archivers add and that are never part of a scenario.
 _JUNK_BASENAMES = frozenset({".DS_Store", "Thumbs.db"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def is_junk(name: str) -> bool:
@@ -58,7 +59,7 @@ def normalize_entry_name(raw: str) -> str | None:
     ``.`` components and repeated slashes are dropped; a trailing ``/`` (a
     directory entry) is kept so callers can tell directories apart.
     """
-    if not raw or any(ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
+    if not raw or _CONTROL.search(raw):
         return None
     if "\\" in raw or raw.startswith("/") or _DRIVE.match(raw):
         return None

@@ -42,7 +42,7 @@ __all__ = ["ConfigOption", "ConfigAnalysis", "read_options", "analyze_config"]
 
 CONFIG_ROOTS = ("configuration", "sumoConfiguration")
 #: Attributes of additional-file elements that name files (detector outputs, includes, ...).
-ADDITIONAL_FILE_ATTRIBUTES = ("file", "dest", "output", "href")
+ADDITIONAL_FILE_ATTRIBUTES = frozenset({"file", "dest", "output", "href"})
 #: Inputs that may hold additional elements (sumo also loads detectors etc. from route files).
 SCANNED_INPUT_OPTIONS = frozenset({"additional-files", "route-files"})
 
@@ -264,8 +264,8 @@ def _scan_additional(path: str, open_member: Callable[[str], IO[bytes]]) -> None
     base_dir = posixpath.dirname(path)
 
     def on_element(tag: str, attrs: dict[str, str], line: int) -> None:
-        for attr in ADDITIONAL_FILE_ATTRIBUTES:
-            value = attrs.get(attr)
+        for attr in sorted(ADDITIONAL_FILE_ATTRIBUTES.intersection(attrs)):  # sorted: the same error each time
+            value = attrs[attr]
             if not value:
                 continue
             resolved, problem = resolve_reference(value, base_dir)
@@ -277,7 +277,7 @@ def _scan_additional(path: str, open_member: Callable[[str], IO[bytes]]) -> None
 
     stream = open_member(path)
     try:
-        scan_elements(stream, path, on_element)
+        scan_elements(stream, path, on_element, ADDITIONAL_FILE_ATTRIBUTES)
     finally:
         close = getattr(stream, "close", None)
         if close:
