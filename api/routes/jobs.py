@@ -6,12 +6,12 @@ import json
 import uuid
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 
-from api import threads
+from api import forms, threads
 from api.deps import Caller, context, tenant_only
 from api.schemas import Job, JobAccepted, JobList, JobLogs, Results, job_json
 from core.domain.states import JobStatus
@@ -24,20 +24,18 @@ STREAM_POLL_SECONDS = 0.25
 STATUS_VALUES = "|".join(s.value for s in JobStatus)
 
 
-@router.post("/jobs", status_code=202, response_model=JobAccepted)
+@router.post("/jobs", status_code=202, response_model=JobAccepted, openapi_extra=forms.OPENAPI)
 async def submit_job(
-    scenario_id: str = Form(..., min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$", description="A name of yours; no control characters"),
-    cpu_request: int = Form(..., ge=1, le=1000),
-    memory_gi: int = Form(..., ge=1, le=10_000),
-    sumo_files: UploadFile = File(..., description="ZIP archive with the scenario and its .sumocfg"),
-    config_file: str | None = Form(None, max_length=500, description="Which .sumocfg to run when there are several"),
+    request: Request,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
     caller: Caller = Depends(tenant_only),
     ctx: Context = Depends(context),
 ):
-    request = submission.Submission(scenario_id, cpu_request, memory_gi, config_file or None, idempotency_key or None)
-    # The upload is already spooled (in memory up to 1 MiB, else a temp file): it is read from there.
-    row, created = await threads.run(submission.submit, ctx, caller.tenant, sumo_files.file, request)
+    # The form is read after authentication (an anonymous upload is never parsed); see api.forms.
+    form, archive = await forms.read_job_form(request)
+    with archive:  # spooled: in memory up to 1 MiB, else a temporary file
+        wanted = submission.Submission(form.scenario_id, form.cpu_request, form.memory_gi, form.config_file or None, idempotency_key or None)
+        row, created = await threads.run(submission.submit, ctx, caller.tenant, archive, wanted)
     # A replayed Idempotency-Key answers with the existing job as it is now.
     body = {"job_id": str(row["job_id"]), "status": row["status"], "config_file": row["config_file"]}
     headers = {"Location": f"/jobs/{row['job_id']}"}
