@@ -146,6 +146,7 @@ def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_worker
     env = dict(os.environ)
     env.update(env_overrides or {})
     services: list[Service] = []
+    stack: Stack | None = None
     try:
         if not env.get("DATABASE_URL"):
             pg = start_postgres(data_dir / "postgres", fast=fast_db)
@@ -179,6 +180,11 @@ def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_worker
         stack.start_api(api_workers or settings.web_concurrency)
         return stack
     except BaseException:
-        for s in services:
-            s.stop()
+        # Whatever started goes: a failed start (an API that never gets ready) must not leave
+        # orphaned workers polling behind (they skewed later benchmarks before this).
+        if stack is not None:
+            stack.stop()
+        else:
+            for s in services:
+                s.stop()
         raise
