@@ -5,9 +5,9 @@ submission than this module (Starlette's form parser, then one validation
 per field; measured through the ASGI app with square.zip, 0.61 against 0.25
 ms per request), close to a tenth of the API's work for a submission.  This
 module reads the body with the push parser of the ``multipart`` package and
-validates the text fields with one pydantic model, :class:`JobForm`.  The endpoint's OpenAPI request body
-(:data:`OPENAPI`) is generated from the same model, so what clients and the
-schema fuzzer see is what is enforced.
+validates the text fields with one pydantic model, :class:`JobForm`.  The
+endpoint's OpenAPI request body (:data:`OPENAPI`) is generated from the same
+model, so what clients and the schema fuzzer see is what is enforced.
 
 Refusals keep FastAPI's shape: a ``RequestValidationError`` (422, ``loc`` =
 ``("body", field)``) for a missing or invalid field, 400 for a body that is
