@@ -7,9 +7,18 @@ installs it under ``$SUMO_K8_CACHE/bin``) sending one multipart body encoded
 once over keep-alive connections: it costs ~0.3 ms of CPU per request, where a
 Python client cost ~6 ms and took a third of this 2-core machine.  Its CPU
 use is reported so a client-bound figure is recognisable.  The API is measured
-with 1 and with 2 uvicorn workers, each on a stack of its own.
+with 1 and with 2 uvicorn workers, each on a stack of its own (``--runs`` repeats
+them in turn).
 
-    python -m bench.submit_throughput [--requests 3000] [--concurrency 32] [--api-workers 1,2]
+Each submission stores its input as a new file, and on this VM's journal-less
+ext4 creating a file costs up to ten times more for minutes after many files
+were deleted nearby (``bench.common.file_create_probe_us``).  So the stacks'
+directories are deleted only when the process exits, and each run prints the
+file-create probe next to the CPU and round-trip probes: a run that started
+within ~6 minutes of a mass deletion (another benchmark's clean-up, a test run)
+shows it there.
+
+    python -m bench.submit_throughput [--requests 3000] [--concurrency 32] [--api-workers 1,2] [--runs 1]
 """
 from __future__ import annotations
 
@@ -110,6 +119,7 @@ def measure(s, api_workers: int, args) -> dict:
     load = common.load_average()
     probe = common.cpu_probe_ms()
     round_trip = common.round_trip_probe_us()
+    file_create = common.file_create_probe_us(s.data_dir / "fs-probe")
     pg_before = common.pg_counters(s.env["DATABASE_URL"])
     before, steal_before = cpu_snapshot(s), common.steal_seconds()
     res = _run(s.url, tenant, body, args.requests, args.concurrency, args.timeout)
@@ -137,6 +147,7 @@ def measure(s, api_workers: int, args) -> dict:
         "load_average_before": load,
         "cpu_probe_ms_before": probe,
         "round_trip_probe_us_before": round_trip,
+        "file_create_probe_us_before": file_create,
         "cpu_stolen_s": steal,
         "cpu_stolen_pct": None if steal is None else round(100 * steal / (res["wall_s"] * (os.cpu_count() or 1)), 1),
         "previous_queues_drained": drained,
@@ -149,6 +160,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--api-workers", default="1,2", help="comma-separated uvicorn worker counts to try")
+    ap.add_argument("--runs", type=int, default=1, help="measure each worker count this many times (in turn, each on a fresh stack)")
     ap.add_argument("--archive", default="square.zip")
     ap.add_argument("--timeout", type=float, default=600, help="bound of each measured batch, seconds")
     ap.add_argument("--drain-timeout", type=float, default=180)
@@ -164,7 +176,8 @@ def main(argv=None) -> dict:
     runs = []
     if overrides:
         print(f"[{NAME}] settings overridden for this run: {overrides}")
-    for w in [int(x) for x in args.api_workers.split(",") if x.strip()]:
+    counts = [int(x) for x in args.api_workers.split(",") if x.strip()]
+    for w in counts * args.runs:
         # A fresh stack per worker count: the jobs one measurement admitted stay ADMITTED (no simulation
         # workers), and in a shared stack the sweeper's re-sends of them would land in the next measurement.
         with common.stack(NAME, env=overrides, api_workers=w) as s:
@@ -180,7 +193,8 @@ def main(argv=None) -> dict:
     common.print_table(f"POST /jobs ({args.archive}), {args.concurrency} concurrent clients, simulation workers stopped", rows)
     for r in runs:
         pg = r["postgres_counters"]
-        print(f"  api_workers={r['api_workers']} (CPU probe {r['cpu_probe_ms_before']} ms, round trip {r['round_trip_probe_us_before']} µs, CPU stolen by the hypervisor {r['cpu_stolen_pct']} %): server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
+        print(f"  api_workers={r['api_workers']} (CPU probe {r['cpu_probe_ms_before']} ms, round trip {r['round_trip_probe_us_before']} µs, "
+              f"file create {r['file_create_probe_us_before']} µs, CPU stolen by the hypervisor {r['cpu_stolen_pct']} %): server CPU ms per submission {r['server_cpu_ms_per_submission']}; "
               f"PostgreSQL sessions opened {pg['sessions']}, commits {pg['xact_commit']} during {r['ok']} submissions")
         if r["errors"]:
             print(f"  api_workers={r['api_workers']} errors: {r['error_kinds']}")
