@@ -130,12 +130,14 @@ def file_create_probe_us(directory: Path, files: int = 50) -> float:
     ``bench.submit_throughput`` (``perf``: ``recently_deleted`` and
     ``find_get_block_common`` on top).  The files are kept: deleting them would
     tax the next allocations.  They go with the stack's directory at exit.
+    Probe the directory the files of interest go to: a file's inode is taken
+    from its directory's block group, and each group has its own history.
     """
     directory.mkdir(parents=True, exist_ok=True)
     payload = b"x" * 3000
     t0 = time.perf_counter()
     for _ in range(files):
-        fd = os.open(directory / uuid.uuid4().hex, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(directory / f".fs-probe-{uuid.uuid4().hex}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.write(fd, payload)
         finally:

@@ -119,7 +119,8 @@ def measure(s, api_workers: int, args) -> dict:
     load = common.load_average()
     probe = common.cpu_probe_ms()
     round_trip = common.round_trip_probe_us()
-    file_create = common.file_create_probe_us(s.data_dir / "fs-probe")
+    # The directory LocalStore keeps this tenant's inputs in (created by the warm-up's first submission).
+    file_create = common.file_create_probe_us(s.data_dir / "storage" / "inputs" / tenant["tenant_id"])
     pg_before = common.pg_counters(s.env["DATABASE_URL"])
     before, steal_before = cpu_snapshot(s), common.steal_seconds()
     res = _run(s.url, tenant, body, args.requests, args.concurrency, args.timeout)
