@@ -33,6 +33,9 @@ class Submission:
 def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -> tuple[dict, bool]:
     """Returns (job row, created); created is False when the idempotency key named an existing job.
 
+    A created job's row holds the values inserted (the columns left to their
+    defaults are absent); an existing job's row is read whole.
+
     ``archive`` is the upload as a seekable binary file (spooled by the web server).
     """
     tenant_id = tenant["tenant_id"]
@@ -72,15 +75,15 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
     try:
         with ctx.statement() as one:  # INSERT … ON CONFLICT DO NOTHING RETURNING: atomic alone
             inserted = one.jobs.add(row)
-            if inserted is None:  # a concurrent request with the same idempotency key won
+            if not inserted:  # a concurrent request with the same idempotency key won
                 existing = one.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
     except BaseException:
         ctx.store.delete_prefix(input_key)
         raise
-    if inserted is None:
+    if not inserted:
         ctx.store.delete_prefix(input_key)
         return existing, False
 
     log.info("job %s submitted by %s (%s, %d cpu, %d Gi)", job_id, tenant_id, scenario.config_file, request.cpu_request, request.memory_gi)
     ctx.bus.best_effort(ctx.bus.request_admission, tenant_id)
-    return inserted, True
+    return row, True
