@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port the API listens on.")
     web_concurrency: int = Field(2, ge=1, description="uvicorn worker processes.")
     api_threads: int = Field(8, ge=1, description="Threads per API worker for blocking calls (database, storage); more mostly contend for the GIL.")
+    key_cache_seconds: float = Field(30.0, ge=0, description="How long POST /jobs may reuse a key its API worker verified (0: look it up every time); the job insert checks the key and the limits again in PostgreSQL.")
     log_level: str = Field("INFO", description="Python log level for every process.")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
     admin_key: str = Field("", description="Value of the X-Admin-Key header; empty: `make run` generates one under DATA_DIR.")

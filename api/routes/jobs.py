@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette.sse import EventSourceResponse
 
 from api import forms, threads
-from api.deps import Caller, context, tenant_only
+from api.deps import Caller, context, submitting_tenant, tenant_only
 from api.schemas import Job, JobAccepted, JobList, JobLogs, Results, job_json
 from core.domain.states import JobStatus
 from core.services import lifecycle, logs, queries, submission
@@ -28,7 +28,7 @@ STATUS_VALUES = "|".join(s.value for s in JobStatus)
 async def submit_job(
     request: Request,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
-    caller: Caller = Depends(tenant_only),
+    caller: Caller = Depends(submitting_tenant),
     ctx: Context = Depends(context),
 ):
     # The form is read after authentication (an anonymous upload is never parsed); see api.forms.

@@ -26,9 +26,29 @@ TERMINAL_VALUES = [s.value for s in TERMINAL]
 
 # Built once: the hot paths (submission, authentication of every request, polling) only bind parameters;
 # building a statement per call cost about a quarter of a simple read's CPU.
-# RETURNING only the id: the caller has every value it inserted, and converting the
-# whole row back (30 columns, JSON ones included) cost a fifth of the insert's CPU.
-_INSERT_JOB = pg_insert(jobs).on_conflict_do_nothing().returning(jobs.c.job_id)
+# A new job goes in only while the key it was submitted with is still its tenant's and it fits
+# the tenant's per-job limits: the submission may have authenticated from memory
+# (core.services.recent_keys), and here PostgreSQL decides.  RETURNING only the id: the caller
+# has every value it inserted, and converting the whole row back (30 columns, JSON ones
+# included) cost a fifth of the insert's CPU.
+NEW_JOB_COLUMNS = ("job_id", "tenant_id", "scenario_id", "status", "cpu_request", "memory_gi", "config_file", "input_key",
+                   "input_size", "idempotency_key", "submitted_at", "last_dispatch_at", "updated_at")
+_INSERT_JOB = (
+    pg_insert(jobs)
+    .from_select(
+        NEW_JOB_COLUMNS,
+        sa.select(*(sa.cast(sa.bindparam(c), jobs.c[c].type) for c in NEW_JOB_COLUMNS)).where(
+            sa.exists().where(
+                tenants.c.tenant_id == sa.bindparam("tenant_id"),
+                tenants.c.api_key_hash == sa.bindparam("key_hash"),
+                tenants.c.max_cpu >= sa.bindparam("cpu_request"),
+                tenants.c.max_memory_gi >= sa.bindparam("memory_gi"),
+            )
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(jobs.c.job_id)
+)
 _TENANT_BY_KEY_HASH = sa.select(tenants).where(tenants.c.api_key_hash == sa.bindparam("key_hash"))
 # ... and the admission pass (one per burst of submissions of a tenant).
 _TENANT_BY_ID = sa.select(tenants).where(tenants.c.tenant_id == sa.bindparam("tenant_id"))
@@ -171,9 +191,10 @@ class JobRepository:
         self.conn = conn
 
     # -- writes ----------------------------------------------------------------
-    def add(self, row: dict) -> bool:
-        """Insert a job; False when (tenant, idempotency_key) already names one."""
-        return self.conn.execute(_INSERT_JOB, row).first() is not None
+    def add(self, row: dict, key_hash: str) -> bool:
+        """Insert a job (``row`` holds :data:`NEW_JOB_COLUMNS`); False when (tenant, idempotency_key) already
+        names one, or when ``key_hash`` is no longer the tenant's key, or the job exceeds its per-job limits."""
+        return self.conn.execute(_INSERT_JOB, {**row, "key_hash": key_hash}).first() is not None
 
     def update(self, job_id: str, changes: dict, now: datetime) -> None:
         self.update_many([job_id], changes, now)

@@ -15,6 +15,7 @@ from core.db.uow import sql_single_statement, sql_unit_of_work
 from core.executors.base import Executor, JobSpec
 from core.messaging import MessageBus, get_broker
 from core.scenario import ArchiveLimits
+from core.services.recent_keys import RecentKeys
 from core.settings import Settings, get_settings
 from core.storage.base import ObjectStore
 
@@ -65,6 +66,11 @@ class Context:
         if self._executor is None:
             self._executor = build_executor(self.settings, self.bus, self.store)
         return self._executor
+
+    @cached_property
+    def recent_keys(self) -> RecentKeys:
+        """Keys this process verified lately (used by submissions only, see core.services.recent_keys)."""
+        return RecentKeys(self.settings.key_cache_seconds)
 
     @property
     def limits(self) -> ArchiveLimits:

@@ -12,6 +12,12 @@ class ServiceError(Exception):
             self.status_code = status_code
 
 
+class Unauthenticated(ServiceError):
+    """The API key presented is not (or no longer) any tenant's."""
+
+    status_code = 401
+
+
 class NotFound(ServiceError):
     status_code = 404
 

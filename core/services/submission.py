@@ -14,9 +14,9 @@ from typing import BinaryIO
 
 from core.domain.admission import Limits, request_violation
 from core.domain.states import JobStatus
-from core.scenario import inspect_archive
+from core.scenario import ScenarioError, inspect_archive
 from core.services.context import Context, utcnow
-from core.services.errors import Invalid
+from core.services.errors import Conflict, Invalid, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,11 @@ class Submission:
 def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -> tuple[dict, bool]:
     """Returns (job row, created); created is False when the idempotency key named an existing job.
 
-    A created job's row holds the values inserted (the columns left to their
-    defaults are absent); an existing job's row is read whole.
+    ``tenant`` is the caller's row as authentication found it, possibly remembered
+    from a moment ago (core.services.recent_keys): whatever it allows is checked
+    again by the insert, and a refusal reads the current row first.  A created
+    job's row holds the values inserted (the columns left to their defaults are
+    absent); an existing job's row is read whole.
 
     ``archive`` is the upload as a seekable binary file (spooled by the web server).
     """
@@ -42,14 +45,22 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
     if request.idempotency_key:
         with ctx.statement() as one:
             existing = one.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
-        if existing:
-            return existing, False
+            if existing:
+                _current(ctx, one, tenant)  # a replay answers only to the tenant's current key
+                return existing, False
 
-    limits = Limits(tenant["max_cpu"], tenant["max_memory_gi"], tenant["max_concurrent_jobs"])
-    violation = request_violation(limits, request.cpu_request, request.memory_gi)
-    if violation:
-        raise Invalid(violation)
-    scenario = inspect_archive(archive, request.config_file, ctx.limits)
+    if request_violation(_limits(tenant), request.cpu_request, request.memory_gi):
+        with ctx.statement() as one:
+            tenant = _current(ctx, one, tenant)  # refuse on the current limits, not remembered ones
+        violation = request_violation(_limits(tenant), request.cpu_request, request.memory_gi)
+        if violation:
+            raise Invalid(violation)
+    try:
+        scenario = inspect_archive(archive, request.config_file, ctx.limits)
+    except ScenarioError:
+        with ctx.statement() as one:
+            _current(ctx, one, tenant)  # a key revoked meanwhile is told so, not what is wrong with its upload
+        raise
 
     job_id = str(uuid.uuid4())
     input_key = f"inputs/{tenant_id}/{job_id}.zip"
@@ -72,18 +83,41 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
         "last_dispatch_at": now,
         "updated_at": now,
     }
+    existing = None
     try:
-        with ctx.statement() as one:  # INSERT … ON CONFLICT DO NOTHING RETURNING: atomic alone
-            inserted = one.jobs.add(row)
-            if not inserted:  # a concurrent request with the same idempotency key won
-                existing = one.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
+        with ctx.statement() as one:  # INSERT … SELECT … WHERE <key and limits hold> ON CONFLICT DO NOTHING: atomic alone
+            inserted = one.jobs.add(row, tenant["api_key_hash"])
+            if not inserted:
+                # The key was regenerated, the limits lowered (raises), or a concurrent request
+                # with the same idempotency key won.
+                current = _current(ctx, one, tenant)
+                violation = request_violation(_limits(current), request.cpu_request, request.memory_gi)
+                if violation:
+                    raise Invalid(violation)
+                if request.idempotency_key:
+                    existing = one.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
     except BaseException:
         ctx.store.delete_prefix(input_key)
         raise
     if not inserted:
         ctx.store.delete_prefix(input_key)
+        if existing is None:  # the tenant's row changed again between the insert and the read
+            raise Conflict("the tenant's key or limits changed during the submission; submit again")
         return existing, False
 
     log.info("job %s submitted by %s (%s, %d cpu, %d Gi)", job_id, tenant_id, scenario.config_file, request.cpu_request, request.memory_gi)
     ctx.bus.best_effort(ctx.bus.request_admission, tenant_id)
     return row, True
+
+
+def _limits(tenant: dict) -> Limits:
+    return Limits(tenant["max_cpu"], tenant["max_memory_gi"], tenant["max_concurrent_jobs"])
+
+
+def _current(ctx: Context, one, tenant: dict) -> dict:
+    """The tenant's row as it is now; Unauthenticated when the key ``tenant`` was found by is no longer its key."""
+    current = one.tenants.get(tenant["tenant_id"])
+    if current is None or current["api_key_hash"] != tenant["api_key_hash"]:
+        ctx.recent_keys.forget_tenant(tenant["tenant_id"])
+        raise Unauthenticated("invalid API key")
+    return current

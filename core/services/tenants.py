@@ -41,6 +41,7 @@ def regenerate_key(ctx: Context, tenant_id: str) -> tuple[dict, str]:
         row = uow.tenants.update(tenant_id, {"api_key_hash": hash_api_key(api_key)}, utcnow())
     if row is None:
         raise NotFound(f"tenant {tenant_id!r} not found")
+    ctx.recent_keys.forget_tenant(tenant_id)  # other API workers: the job insert re-checks the key
     return row, api_key
 
 
@@ -51,6 +52,7 @@ def update_limits(ctx: Context, tenant_id: str, changes: dict) -> dict:
     if row is None:
         raise NotFound(f"tenant {tenant_id!r} not found")
     if changes:
+        ctx.recent_keys.forget_tenant(tenant_id)
         ctx.bus.best_effort(ctx.bus.reconcile_tenant, tenant_id)
     return row
 
@@ -96,5 +98,17 @@ def authenticate(ctx: Context, api_key: str) -> dict | None:
     """The tenant owning ``api_key``, or None.  Lookup by hash: the key itself is never stored."""
     if not api_key.startswith("sk-"):
         return None
+    key_hash = hash_api_key(api_key)
     with ctx.statement() as one:
-        return one.tenants.get_by_key_hash(hash_api_key(api_key))
+        tenant = one.tenants.get_by_key_hash(key_hash)
+    if tenant is not None:
+        ctx.recent_keys.remember(key_hash, tenant)
+    return tenant
+
+
+def recently_authenticated(ctx: Context, api_key: str) -> dict | None:
+    """The tenant :func:`authenticate` found for ``api_key`` lately in this process, or None; no I/O.
+
+    Only for a use case that the database re-checks (submission): see core.services.recent_keys.
+    """
+    return ctx.recent_keys.get(hash_api_key(api_key)) if api_key.startswith("sk-") else None
