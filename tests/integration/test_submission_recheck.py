@@ -63,23 +63,25 @@ def test_a_key_regenerated_through_another_worker_creates_no_job(stack, api, tmp
     assert _stored_inputs(stack, t["tenant_id"]) == [f"{replayed}.zip"]
 
 
-def test_limits_lowered_through_another_worker_refuse_the_job(stack, api):
-    t = api.register(max_cpu=8)
+def _remembered_then_patched(stack, api, max_cpu: int, patched_max_cpu: int):
+    """A tenant whose row this Context remembers with ``max_cpu``, then patched through the API."""
+    t = api.register(max_cpu=max_cpu)
     ctx = _ctx(stack)
     remembered = tenants.authenticate(ctx, t["api_key"])
-    r = api.http.patch(f"/auth/tenants/{t['tenant_id']}", json={"max_cpu": 2}, headers=api.admin)
+    r = api.http.patch(f"/auth/tenants/{t['tenant_id']}", json={"max_cpu": patched_max_cpu}, headers=api.admin)
     assert r.status_code == 200, r.text
+    return t, ctx, remembered
+
+
+def test_limits_lowered_through_another_worker_refuse_the_job(stack, api):
+    t, ctx, remembered = _remembered_then_patched(stack, api, 8, 2)
     with pytest.raises(Invalid, match="max_cpu limit of 2"):
         _submit(ctx, remembered, cpu=4)
     assert _jobs(api, t) == [] and _stored_inputs(stack, t["tenant_id"]) == []
 
 
 def test_limits_raised_through_another_worker_apply_at_once(stack, api):
-    t = api.register(max_cpu=2)
-    ctx = _ctx(stack)
-    remembered = tenants.authenticate(ctx, t["api_key"])
-    r = api.http.patch(f"/auth/tenants/{t['tenant_id']}", json={"max_cpu": 6}, headers=api.admin)
-    assert r.status_code == 200, r.text
+    t, ctx, remembered = _remembered_then_patched(stack, api, 2, 6)
     row, created = _submit(ctx, remembered, cpu=4)  # the remembered max_cpu 2 is not the one that decides
     assert created and row["cpu_request"] == 4
     assert [j["job_id"] for j in _jobs(api, t)] == [row["job_id"]]
