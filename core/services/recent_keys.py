@@ -5,16 +5,17 @@ A submission may use an answer up to ``KEY_CACHE_SECONDS`` old because the
 database checks again where it counts: the job row is inserted only while the
 key is still its tenant's and the job still fits the tenant's per-job limits
 (:mod:`core.services.submission`).  So a key regenerated, or limits lowered,
-through another API process never lets a job in: such a request is refused
-after its upload was checked instead of before.  A refusal is never based on a
-remembered row either: the row is read again first.  Only keys that were found
-are remembered; an unknown key is looked up (and refused) every time, before
-its upload is read.
+through another API process never lets a job in: such a request gets its 401
+after its upload was read instead of before (a malformed form may get its 422
+first).  The submission's own refusals (limits, archive) are never based on a
+remembered row: the row is read again first.  Only keys that were found are
+remembered; an unknown key is looked up (and refused) every time, before its
+upload is read.
 
 Why: the lookup (a hand-off to a thread, a pooled statement, and its
-transaction in PostgreSQL) cost a fifth of a submission's CPU across
-processes; ``python -m bench.submit_throughput`` went from 262–317 to
-339–373 /s in interleaved runs with and without it.
+transaction in PostgreSQL) was a large share of a submission's CPU across
+processes; ``bench.submit_throughput`` runs interleaved in one process, before
+→ after: 219 → 264, 248 → 331, 324 → 382 /s.
 """
 from __future__ import annotations
 
