@@ -126,7 +126,7 @@ def file_create_probe_us(directory: Path, files: int = 50) -> float:
     dirty), checking each one in the buffer cache, and it starts from the
     group's first inode on every allocation.  After thousands of files were
     deleted near the store (a previous stack's data directory) a create costs
-    0.4–0.8 ms of kernel CPU instead of 40–80 µs, which halved the figures of
+    0.4–0.8 ms of kernel CPU instead of 40–90 µs, which halved the figures of
     ``bench.submit_throughput`` (``perf``: ``recently_deleted`` and
     ``find_get_block_common`` on top).  The files are kept: deleting them would
     tax the next allocations.  They go with the stack's directory at exit.

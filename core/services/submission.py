@@ -51,10 +51,7 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
 
     if request_violation(_limits(tenant), request.cpu_request, request.memory_gi):
         with ctx.statement() as one:
-            tenant = _current(ctx, one, tenant)  # refuse on the current limits, not remembered ones
-        violation = request_violation(_limits(tenant), request.cpu_request, request.memory_gi)
-        if violation:
-            raise Invalid(violation)
+            tenant = _within_current_limits(ctx, one, tenant, request)  # refuse on the current limits, not remembered ones
     try:
         scenario = inspect_archive(archive, request.config_file, ctx.limits)
     except ScenarioError:
@@ -88,12 +85,9 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
         with ctx.statement() as one:  # INSERT … SELECT … WHERE <key and limits hold> ON CONFLICT DO NOTHING: atomic alone
             inserted = one.jobs.add(row, tenant["api_key_hash"])
             if not inserted:
-                # The key was regenerated, the limits lowered (raises), or a concurrent request
-                # with the same idempotency key won.
-                current = _current(ctx, one, tenant)
-                violation = request_violation(_limits(current), request.cpu_request, request.memory_gi)
-                if violation:
-                    raise Invalid(violation)
+                # The key was regenerated or the limits lowered (both raise), or a concurrent
+                # request with the same idempotency key won.
+                _within_current_limits(ctx, one, tenant, request)
                 if request.idempotency_key:
                     existing = one.jobs.get_by_idempotency_key(tenant_id, request.idempotency_key)
     except BaseException:
@@ -112,6 +106,15 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
 
 def _limits(tenant: dict) -> Limits:
     return Limits(tenant["max_cpu"], tenant["max_memory_gi"], tenant["max_concurrent_jobs"])
+
+
+def _within_current_limits(ctx: Context, one, tenant: dict, request: Submission) -> dict:
+    """The tenant's current row; Unauthenticated or Invalid (naming the limit) when the job may not go in."""
+    current = _current(ctx, one, tenant)
+    violation = request_violation(_limits(current), request.cpu_request, request.memory_gi)
+    if violation:
+        raise Invalid(violation)
+    return current
 
 
 def _current(ctx: Context, one, tenant: dict) -> dict:
