@@ -1,6 +1,8 @@
 """Executor pieces that need no cluster: the input re-pack and the collector output parser."""
 from __future__ import annotations
 
+import io
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -8,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from core.executors.base import JobSpec
-from core.executors.kubernetes.executor import KubernetesExecutor, parse_collector_log
+from core.executors.kubernetes.executor import KubernetesExecutor, extract_listed, parse_collector_log
 from core.settings import Settings
 from core.storage.local import LocalStore
 
@@ -65,6 +67,44 @@ def test_collector_output_must_be_complete():
         parse_collector_log('{"files": {}}\nAAAA\n')
     with pytest.raises(RuntimeError, match="digest"):
         parse_collector_log('{"files": {}}\nAAAA\nEND 00\n')
+
+
+def _tar_gz(*members: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for m in members:
+            if isinstance(m, tarfile.TarInfo):
+                tar.addfile(m)
+            else:
+                info = tarfile.TarInfo(m[0])
+                info.size = len(m[1])
+                tar.addfile(info, io.BytesIO(m[1]))
+    return buf.getvalue()
+
+
+def test_only_the_listed_plain_files_of_the_collector_archive_are_written(tmp_path):
+    archive = _tar_gz(("run/out/tripinfos.xml", b"<tripinfos/>"), ("sumo.log", b"log"), ("run/unlisted.txt", b"x"))
+    extract_listed(archive, ["run/out/tripinfos.xml", "sumo.log"], tmp_path)
+    assert (tmp_path / "run/out/tripinfos.xml").read_bytes() == b"<tripinfos/>"
+    assert (tmp_path / "sumo.log").read_bytes() == b"log"
+    assert not (tmp_path / "run/unlisted.txt").exists()
+
+
+@pytest.mark.parametrize("member", [
+    ("../escaped.txt", b"x"),
+    ("/etc/escaped.txt", b"x"),
+    "symlink",
+])
+def test_a_listed_member_that_is_no_plain_file_inside_the_directory_is_refused(tmp_path, member):
+    if member == "symlink":
+        member = tarfile.TarInfo("run/link.xml")
+        member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    name = member.name if isinstance(member, tarfile.TarInfo) else member[0]
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="not a plain file"):
+        extract_listed(_tar_gz(member), [name], out)
+    assert list(tmp_path.rglob("*")) == [out]
 
 
 def _api_error(status: int, reason: str):

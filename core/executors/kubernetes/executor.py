@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import logging
+import shutil
 import tarfile
 import tempfile
 import time
@@ -320,13 +321,14 @@ class KubernetesExecutor(Executor):
         header, tar_bytes = parse_collector_log(text)
         files: list[dict] = []
         statistics, log_archived = None, False
-        with tempfile.TemporaryDirectory(prefix="sumo-k8-collect-") as tmp, \
-                tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")
+        with tempfile.TemporaryDirectory(prefix="sumo-k8-collect-") as tmp:
+            extract_listed(tar_bytes, header, Path(tmp))
             ordered = sorted(n for n in header if n.startswith("run/")) + \
                 [n for n in (STATISTICS_NAME, LOG_NAME) if n in header]
             for member in ordered:
                 path = Path(tmp) / member
+                if not path.is_file():
+                    raise RuntimeError(f"job {spec.job_id}: {member} is listed but missing from the collector's archive")
                 digest = _sha256(path)
                 if digest != header[member]:
                     raise RuntimeError(f"job {spec.job_id}: {member} arrived corrupted (sha256 mismatch)")
@@ -411,6 +413,28 @@ def parse_collector_log(text: str) -> tuple[dict, bytes]:
     if hashlib.sha256(raw).hexdigest() != lines[-1][4:].strip():
         raise RuntimeError("collector output is corrupted (archive digest mismatch)")
     return header, raw
+
+
+def extract_listed(tar_gz: bytes, names, into: Path) -> None:
+    """Write the regular files of the collector's archive that its header lists under ``into``.
+
+    Member by member rather than ``extractall``: only listed regular files with safe relative
+    names are written (no links, devices, absolute paths or ``..``).  ``extractall(filter="data")``
+    would check the same, but only from Python 3.11.4 on.
+    """
+    from core.scenario.paths import normalize_entry_name
+
+    wanted = set(names)
+    with tarfile.open(fileobj=io.BytesIO(tar_gz), mode="r:gz") as tar:
+        for member in tar:
+            if member.name not in wanted:
+                continue
+            if not member.isfile() or normalize_entry_name(member.name) != member.name:
+                raise RuntimeError(f"collector archive: {member.name!r} is not a plain file inside the job's directory")
+            target = into.joinpath(*member.name.split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
 
 
 def _usable_as_is(path: Path | BinaryIO, scenario) -> bool:
