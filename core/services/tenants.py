@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from core.domain.tenants import InvalidTenantId, hash_api_key, namespace_for, new_api_key, validate_tenant_id
+from core.services import admission
 from core.services.context import Context, utcnow
 from core.services.errors import Conflict, Invalid, NotFound
 
@@ -63,13 +64,16 @@ def reconcile(ctx: Context, tenant_id: str) -> None:
     Admission looks again only afterwards: raised limits admit queued jobs, and on
     Kubernetes their pods would be refused by the old ResourceQuota (and retried
     with backoff by the job controller) if admission ran before the quota changed.
-    A lost request is re-sent by the sweeper, which watches queued jobs.
+    The pass runs right here rather than through the admission queue: an idle
+    queue is polled every ``dramatiq_worker_timeout`` (100 ms), so the hop
+    delayed raised limits by up to that much.  The pass is as safe here as in its
+    actor (row locks), and a failure retries the whole reconcile.
     """
     with ctx.uow() as uow:
         row = uow.tenants.get(tenant_id)
     if row is not None:
         ctx.executor.ensure_tenant(row)
-        ctx.bus.best_effort(ctx.bus.request_admission, tenant_id)
+        admission.admit_tenant(ctx, tenant_id)
 
 
 def reconcile_all(ctx: Context) -> int:
