@@ -1,4 +1,4 @@
-"""Executor pieces that need no cluster: the input re-pack and the collector output parser."""
+"""Executor pieces that need no cluster: the input re-pack, the collector output parser and its archive."""
 from __future__ import annotations
 
 import io

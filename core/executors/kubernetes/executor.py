@@ -49,6 +49,7 @@ from kubernetes.client.rest import ApiException
 from core.domain.states import JobStatus, StatusEvent
 from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec
 from core.executors.kubernetes import manifests as m
+from core.scenario.paths import normalize_entry_name
 from core.storage.base import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -422,8 +423,6 @@ def extract_listed(tar_gz: bytes, names, into: Path) -> None:
     names are written (no links, devices, absolute paths or ``..``).  ``extractall(filter="data")``
     would check the same, but only from Python 3.11.4 on.
     """
-    from core.scenario.paths import normalize_entry_name
-
     wanted = set(names)
     with tarfile.open(fileobj=io.BytesIO(tar_gz), mode="r:gz") as tar:
         for member in tar:
