@@ -1,6 +1,6 @@
 """The Kubernetes executor: one suspended-then-resumed Job per simulation.
 
-* ``ensure_tenant`` creates or patches the tenant's Namespace, ResourceQuota,
+* ``ensure_tenant`` server-side applies the tenant's Namespace, ResourceQuota,
   LimitRange, results PVC, deny-all NetworkPolicy and ``sumo-runner``
   ServiceAccount (manifests in :mod:`.manifests`).
 * ``start`` re-packs the validated scenario (or uses the upload as is when
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 COLLECT_TIMEOUT = 300.0
 MERGE = "application/merge-patch+json"
+APPLY = "application/apply-patch+yaml"
+FIELD_MANAGER = "sumo-k8"
 QUOTA_SETTLE_TIMEOUT = 60.0
 
 
@@ -140,21 +142,32 @@ class KubernetesExecutor(Executor):
 
     # -- tenants ----------------------------------------------------------------------------
     def ensure_tenant(self, tenant: dict) -> None:
+        """Make the tenant's objects match its row: one server-side apply per object.
+
+        An apply creates what is missing and sets every field this service
+        manages to the row's values, whatever was there (one call per object,
+        where create-then-patch took two once the objects exist).  The PVC is
+        only created: its spec is immutable.
+        """
         ns = tenant["namespace"]
-        if _ok(self.core.create_namespace, m.namespace(tenant)) is None:
-            self.core.patch_namespace(ns, {"metadata": {"labels": m.labels(tenant["tenant_id"])}}, _content_type=MERGE)
+        self._apply(self.core.patch_namespace, m.namespace(tenant))
         quota = m.resource_quota(tenant, max_input_bytes=self.settings.max_file_size_mb * 1024 * 1024)
-        for create, patch, body in (
-            (self.core.create_namespaced_resource_quota, self.core.patch_namespaced_resource_quota, quota),
-            (self.core.create_namespaced_limit_range, self.core.patch_namespaced_limit_range, m.limit_range(tenant)),
-            (self.net.create_namespaced_network_policy, self.net.patch_namespaced_network_policy, m.network_policy(tenant)),
-            (self.core.create_namespaced_service_account, self.core.patch_namespaced_service_account, m.service_account(tenant)),
+        for patch, body in (
+            (self.core.patch_namespaced_resource_quota, quota),
+            (self.core.patch_namespaced_limit_range, m.limit_range(tenant)),
+            (self.net.patch_namespaced_network_policy, m.network_policy(tenant)),
+            (self.core.patch_namespaced_service_account, m.service_account(tenant)),
         ):
-            if _ok(create, ns, body) is None:
-                patch(body["metadata"]["name"], ns, body, _content_type=MERGE)
+            self._apply(patch, body, ns)
         _ok(self.core.create_namespaced_persistent_volume_claim, ns, self._pvc(tenant))  # spec is immutable
         self._wait_quota_settled(ns)
         self._ready_namespaces.add(ns)
+
+    @staticmethod
+    def _apply(patch, body: dict, *namespace: str) -> None:
+        """Server-side apply ``body`` as this service's field manager, taking over fields set by anyone else."""
+        _drain(patch(body["metadata"]["name"], *namespace, body, field_manager=FIELD_MANAGER, force=True,
+                     _content_type=APPLY, _preload_content=False))
 
     def _pvc(self, tenant: dict) -> dict:
         return m.results_pvc(tenant, size_gi=self.settings.result_storage_size_gi,
