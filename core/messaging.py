@@ -30,7 +30,7 @@ class Route:
 #: actor name → where its messages go.  Operators see these queue names in Redis.
 ROUTES = {
     "admit_tenant": Route("admission", "admit_tenant"),
-    "start_job": Route("executor", "start_job"),
+    "start_jobs": Route("executor", "start_jobs"),
     "cancel_job": Route("executor", "cancel_job"),
     "reconcile_tenant": Route("executor", "reconcile_tenant"),
     "apply_status": Route("status", "apply_status"),
@@ -39,10 +39,14 @@ ROUTES = {
 }
 QUEUES = sorted({r.queue for r in ROUTES.values()})
 
-#: Which actor starts an admitted job, per executor.  The local executor's
-#: start is nothing but the simulation message, so it is sent directly (one
-#: message per job, not two); Kubernetes needs ``start_job`` to create its objects.
-START_ACTORS = {"local": "run_simulation", "kubernetes": "start_job"}
+#: Which actor starts admitted jobs, per executor, and how many jobs one message carries.  The
+#: local executor's start is nothing but the simulation message, so it is sent directly, one per
+#: job (not two messages); Kubernetes needs ``start_jobs`` to create its objects, and one message
+#: there carries up to START_BATCH jobs, started one after the other by one worker thread: a pass
+#: admitting many sends several messages, which the worker threads take in parallel, and pays one
+#: message's dispatch, fetch and acknowledgement and one database read per batch instead of per job.
+START_BATCH = 8
+START_ACTORS = {"local": ("run_simulation", None), "kubernetes": ("start_jobs", START_BATCH)}
 
 #: Out of a million Redis commands, how many also re-queue the messages of
 #: workers whose heartbeat stopped.  Dramatiq's default (1000) can leave a
@@ -83,7 +87,7 @@ class MessageBus:
 
     def __init__(self, broker: dramatiq.Broker, executor: str) -> None:
         self.broker = broker
-        self._start_actor = START_ACTORS[executor]
+        self._start_actor, self._start_batch = START_ACTORS[executor]
 
     def best_effort(self, send, *args) -> bool:
         """Send after a commit: a broker outage must not turn a committed change into an error.
@@ -118,9 +122,14 @@ class MessageBus:
     def admission_started(self, tenant_id: str) -> None:
         self.broker.client.delete(_pending_key(tenant_id))
 
-    def start_job(self, job_id: str) -> None:
-        """Start an admitted job on the configured executor (see :data:`START_ACTORS`)."""
-        self._send(self._start_actor, job_id)
+    def start_jobs(self, job_ids: list[str]) -> None:
+        """Start admitted jobs on the configured executor (see :data:`START_ACTORS`)."""
+        if self._start_batch is None:
+            for job_id in job_ids:
+                self._send(self._start_actor, job_id)
+            return
+        for i in range(0, len(job_ids), self._start_batch):
+            self._send(self._start_actor, list(job_ids[i:i + self._start_batch]))
 
     def reconcile_tenant(self, tenant_id: str) -> None:
         self._send("reconcile_tenant", tenant_id)

@@ -34,9 +34,9 @@ def admit_tenant(tenant_id: str) -> None:
     admission.admit_tenant(get_context(), tenant_id)
 
 
-@_actor("start_job")
-def start_job(job_id: str) -> None:
-    lifecycle.start_job(get_context(), job_id)
+@_actor("start_jobs")
+def start_jobs(job_ids: list[str]) -> None:
+    lifecycle.start_jobs(get_context(), job_ids)
 
 
 @_actor("reconcile_tenant")

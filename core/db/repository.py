@@ -94,6 +94,11 @@ _JOB_WITH_NAMESPACE = (
     .where(jobs.c.job_id == sa.bindparam("job_id"))
 )
 _JOB_WITH_NAMESPACE_OF_TENANT = _JOB_WITH_NAMESPACE.where(jobs.c.tenant_id == sa.bindparam("tenant_id"))
+_JOBS_WITH_NAMESPACE = (
+    sa.select(jobs, tenants.c.namespace.label("tenant_namespace"))
+    .join(tenants, tenants.c.tenant_id == jobs.c.tenant_id)
+    .where(jobs.c.job_id.in_(sa.bindparam("job_ids", expanding=True)))
+)
 
 
 def _job_by_id_statement(of_tenant: bool, lock: bool) -> sa.Select:
@@ -246,6 +251,13 @@ class JobRepository:
         else:
             row = self.conn.execute(_JOB_WITH_NAMESPACE_OF_TENANT, {"job_id": job_id, "tenant_id": tenant_id}).mappings().first()
         return dict(row) if row else None
+
+    def get_many_with_namespace(self, job_ids: list[str]) -> list[dict]:
+        """:meth:`get_with_namespace` for several jobs in one statement, in the order of ``job_ids`` (missing ones left out)."""
+        if not job_ids:
+            return []
+        found = {str(r["job_id"]): dict(r) for r in self.conn.execute(_JOBS_WITH_NAMESPACE, {"job_ids": list(job_ids)}).mappings()}
+        return [found[j] for j in job_ids if j in found]
 
     def get_by_idempotency_key(self, tenant_id: str, key: str) -> dict | None:
         row = self.conn.execute(_JOB_BY_IDEMPOTENCY_KEY, {"tenant_id": tenant_id, "key": key}).mappings().first()

@@ -44,7 +44,7 @@ class LocalExecutor(Executor):
         return WorkDir(self.work_root / job_id)
 
     def start(self, spec: JobSpec) -> None:
-        """Serves a ``start_job`` message; admission itself sends ``run_simulation`` (``START_ACTORS``)."""
+        """Serves a ``start_jobs`` message; admission itself sends ``run_simulation`` (``START_ACTORS``)."""
         self.bus.run_simulation(spec.job_id)
 
     def cancel(self, spec: JobSpec) -> None:

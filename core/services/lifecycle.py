@@ -12,7 +12,7 @@ from core.executors.base import StillRunning
 from core.results import parse_statistics
 from core.services.context import Context, utcnow
 from core.services.errors import NotFound
-from core.services.queries import job_and_spec
+from core.services.queries import job_and_spec, jobs_and_specs
 
 log = logging.getLogger(__name__)
 COLLECT_RETRY_MS = 500
@@ -30,12 +30,31 @@ def _state(row: dict) -> JobState:
     )
 
 
-def start_job(ctx: Context, job_id: str) -> None:
-    """Hand an admitted job to the executor (idempotent: the executor dedupes by job id)."""
-    job, spec = job_and_spec(ctx, job_id)
-    if job is None or job["status"] != JobStatus.ADMITTED.value:
-        return  # cancelled meanwhile, or already further along: nothing to start
-    ctx.executor.start(spec)
+class StartFailed(RuntimeError):
+    """Some jobs of a start message could not be handed to the executor (the message is retried)."""
+
+
+def start_jobs(ctx: Context, job_ids: list[str]) -> None:
+    """Hand admitted jobs to the executor, one after the other (idempotent: the executor dedupes by job id).
+
+    One statement reads them all.  A job cancelled meanwhile, or already further
+    along, is skipped.  One failure does not hold up the rest: every job is
+    tried, then :class:`StartFailed` names those that did not start, and the
+    message's retry starts whatever is still ADMITTED (the executor finds the
+    objects of those that did start and leaves them be).
+    """
+    failed: list[str] = []
+    for job, spec in jobs_and_specs(ctx, job_ids):
+        if job["status"] != JobStatus.ADMITTED.value:
+            continue  # cancelled meanwhile, or already further along: nothing to start
+        try:
+            ctx.executor.start(spec)
+        except Exception as exc:  # noqa: BLE001 — reported below; the retry decides
+            log.warning("job %s: start failed (%s: %s); retrying with the message", spec.job_id,
+                        type(exc).__name__, exc)
+            failed.append(f"{spec.job_id} ({type(exc).__name__}: {exc})")
+    if failed:
+        raise StartFailed(f"{len(failed)} of {len(job_ids)} job(s) not started: " + "; ".join(failed))
 
 
 def apply_status(ctx: Context, event: StatusEvent) -> bool:

@@ -29,6 +29,13 @@ def job_and_spec(ctx: Context, job_id: str, tenant_id: str | None = None) -> tup
     return job, ctx.job_spec(job, job.pop("tenant_namespace"))
 
 
+def jobs_and_specs(ctx: Context, job_ids: list[str]) -> list[tuple[dict, JobSpec]]:
+    """:func:`job_and_spec` for several jobs in one statement, in the order given; jobs that do not exist are left out."""
+    with ctx.statement() as one:
+        rows = one.jobs.get_many_with_namespace(job_ids)
+    return [(job, ctx.job_spec(job, job.pop("tenant_namespace"))) for job in rows]
+
+
 def job_with_spec(ctx: Context, job_id: str, tenant_id: str) -> tuple[dict, JobSpec]:
     """:func:`job_and_spec` for a tenant's request: NotFound when it is not one of its jobs."""
     job, spec = job_and_spec(ctx, job_id, tenant_id)
