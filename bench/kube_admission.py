@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import threading
 import time
@@ -272,6 +273,21 @@ def cpu_seconds(s, cluster) -> dict[str, float]:
     if stolen is not None:  # not a process: CPU time the hypervisor gave to other VMs while this one wanted it
         out["(stolen by the hypervisor)"] = stolen
     return out
+
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def cpu_per_job(cpu: dict[str, float], s, jobs: int, cpus: int) -> dict:
+    """CPU milliseconds per released Job: the service's processes, the control plane's, and the rate the control
+    plane's CPU alone would allow on ``cpus`` cores if the service cost nothing (it shares the cores here)."""
+    service = sum(v for k, v in cpu.items() if k in set(s.procs) | {svc.name for svc in s.services})
+    control = sum(cpu.get(k, 0.0) for k in CONTROL_PLANE)
+    return {
+        "service_ms": round(1000 * service / jobs, 1),
+        "control_plane_ms": round(1000 * control / jobs, 1),
+        "control_plane_alone_ceiling_per_s": round(cpus * 1000 / (1000 * control / jobs), 1) if control else None,
+    }
 
 
 # -- 1. completion → API ---------------------------------------------------------------------------
@@ -497,6 +513,7 @@ def measure_queued_release(s, cluster, watch: JobWatch, args) -> dict:
         "admitted_to_job_observed": common.summary_ms([jobs[j]["seen"] - a for j, a in admit_of.items()]),
         "observed_minus_creation_timestamp": common.summary_ms([jobs[j]["seen"] - jobs[j]["created"] for j in ids]),
         "cpu_seconds_during_release": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
+        "cpu_per_job_during_release": cpu_per_job(cpu, s, n, os.cpu_count() or 1),
         "wall_s_during_release": round(t_last - t_patch, 3),
         "jobs_finished_during_release": sum(1 for j in ids if (jobs[j]["finished_seen"] or t_last + 1) <= t_last),
     }
@@ -713,6 +730,10 @@ def main(argv=None) -> dict:
     print(f"  CPU seconds during the release ({a['wall_s_during_release']} s wall, {started['cpus']} CPUs): "
           + ", ".join(f"{k} {v}" for k, v in top)
           + f"; released Jobs whose pod finished meanwhile: {a['jobs_finished_during_release']}")
+    per = a["cpu_per_job_during_release"]
+    print(f"  CPU per Job during the release: service {per['service_ms']} ms, control plane {per['control_plane_ms']} ms "
+          f"(etcd, API server, controller-manager, scheduler); the control plane alone would allow "
+          f"{per['control_plane_alone_ceiling_per_s']} Jobs/s on these CPUs with the service costing nothing")
     print(f"  before the release: load {a['load_average_at_release']}; control queues drained "
           f"{a['control_queues_drained_before_release']}; machine {a['machine_before_release']}")
     if submitting:
