@@ -281,7 +281,8 @@ CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sche
 def cpu_per_job(cpu: dict[str, float], s, jobs: int, cpus: int) -> dict:
     """CPU milliseconds per released Job: the service's processes, the control plane's, and the rate the control
     plane's CPU alone would allow on ``cpus`` cores if the service cost nothing (it shares the cores here)."""
-    service = sum(v for k, v in cpu.items() if k in set(s.procs) | {svc.name for svc in s.services})
+    names = set(s.procs) | {svc.name for svc in s.services}
+    service = sum(v for k, v in cpu.items() if k in names)
     control = sum(cpu.get(k, 0.0) for k in CONTROL_PLANE)
     return {
         "service_ms": round(1000 * service / jobs, 1),

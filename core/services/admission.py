@@ -3,8 +3,8 @@
 The tenant row is locked ``FOR UPDATE`` for the length of the decision, so
 two workers admitting for the same tenant take turns and each sees what the
 other admitted (never count-then-insert).  Different tenants do not contend.
-Starting the admitted jobs happens after the commit, by message (a few jobs each); a crash in
-between leaves them ADMITTED and the sweeper re-sends the start.
+Starting the admitted jobs happens after the commit, by message (a few jobs
+each); a crash in between leaves them ADMITTED and the sweeper re-sends the start.
 """
 from __future__ import annotations
 
@@ -37,6 +37,5 @@ def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
             uow.jobs.update_many(admitted, {**state.changes, "last_dispatch_at": now}, now)
     if admitted:  # one line per pass: under load a pass admits several jobs
         log.info("admitted %d job(s) for %s: %s", len(admitted), tenant_id, " ".join(admitted))
-    if admitted:
         ctx.bus.best_effort(ctx.bus.start_jobs, admitted)
     return admitted

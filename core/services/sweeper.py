@@ -29,8 +29,7 @@ def sweep(ctx: Context) -> dict[str, int]:
         uow.jobs.mark_queue_dispatched(tenants, now)
     for tenant_id in tenants:
         ctx.bus.request_admission(tenant_id)
-    if to_start:
-        ctx.bus.start_jobs(to_start)
+    ctx.bus.start_jobs(to_start)
     for job_id in to_collect:
         ctx.bus.collect_results(job_id)
     counts = {"admission": len(tenants), "start": len(to_start), "collect": len(to_collect)}

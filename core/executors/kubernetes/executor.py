@@ -1,4 +1,4 @@
-"""The Kubernetes executor: one suspended-then-resumed Job per simulation.
+"""The Kubernetes executor: one Job per simulation.
 
 * ``ensure_tenant`` server-side applies the tenant's Namespace, ResourceQuota,
   LimitRange, results PVC, deny-all NetworkPolicy and ``sumo-runner``
