@@ -115,6 +115,10 @@ def collect_results(ctx: Context, job_id: str) -> None:
     job, spec = job_and_spec(ctx, job_id)
     if job is None or not JobStatus(job["status"]).is_terminal or job["results_collected_at"] is not None:
         return
+    if job["status"] == JobStatus.CANCELLED.value:
+        # The cancel message is best effort (lost while Redis is down); collection is re-sent by the
+        # sweeper until it succeeds, so stopping the run again here means a cancel is never lost.
+        ctx.executor.cancel(spec)
     try:
         collected = ctx.executor.collect(spec, ctx.store)
     except StillRunning as exc:

@@ -4,6 +4,8 @@ Each test runs its own stack, since it kills parts of it.
 """
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,13 +13,38 @@ import sqlalchemy as sa
 from core.db.engine import sqlalchemy_url
 
 from devstack.services import start_redis
-from tests.integration.harness import Api, wait_until
+from tests.integration.harness import ZIPS, Api, wait_until
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
 def _jobs(api: Api, tenant: dict) -> list[dict]:
     return api.http.get("/jobs", params={"limit": 500}, headers=api.auth(tenant)).json()["jobs"]
+
+
+def _kill_redis(stack):
+    """Stop Redis (no persistence: every queued message is gone); returns what restarts it, empty, on its port."""
+    redis = stack.service("redis")
+    port = int(redis.url.rsplit(":", 1)[1].split("/")[0])
+    redis.kill()
+
+    def restart():
+        stack.services[stack.services.index(redis)] = start_redis(Path(redis.log_path).parent, port=port,
+                                                                  persistent=False)
+    return restart
+
+
+def _long_square() -> bytes:
+    """square.zip simulating 10⁹ s: runs far longer than any test waits."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(ZIPS / "square.zip") as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith(".sumocfg"):
+                data = data.replace(b'<end value="100"/>', b'<end value="1000000000"/>')
+                assert b"1000000000" in data
+            dst.writestr(info.filename, data)
+    return buf.getvalue()
 
 
 def _all_succeeded(api, tenant, ids):
@@ -68,10 +95,7 @@ def test_redis_restarted_without_persistence_loses_no_job(make_stack):
     stack.procs["workers"].kill()
     ids = [api.submit_ok(tenant, "square.zip") for _ in range(6)]
 
-    redis = stack.service("redis")
-    port = int(redis.url.rsplit(":", 1)[1].split("/")[0])
-    redis.kill()  # every queued message is gone with it
-    stack.services[stack.services.index(redis)] = start_redis(Path(redis.log_path).parent, port=port, persistent=False)
+    _kill_redis(stack)()  # every queued message is gone with it
 
     ready = api.http.get("/ready")
     assert ready.status_code == 200, ready.text
@@ -95,3 +119,24 @@ def test_ready_reports_an_unreachable_redis(make_stack):
     r = api.submit(tenant, "square.zip")
     assert r.status_code == 202, r.text
     assert api.job(tenant, r.json()["job_id"])["status"] == "QUEUED"
+
+
+def test_cancel_sent_while_redis_is_down_still_stops_the_run(make_stack):
+    stack = make_stack("lost-cancel")
+    api = Api(stack.url, stack.env["ADMIN_KEY"])
+    tenant = api.register(max_concurrent_jobs=1)
+    job_id = api.submit_ok(tenant, _long_square())
+    api.wait_status(tenant, job_id, "RUNNING", timeout=60)
+    wait_until(lambda: "Loading" in api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"],
+               60, "the run's log")
+
+    restart_redis = _kill_redis(stack)
+    r = api.http.delete(f"/jobs/{job_id}", headers=api.auth(tenant))
+    assert r.status_code == 200 and r.json()["status"] == "CANCELLED", r.text  # its messages are lost
+    restart_redis()
+
+    # Only the sweeper's re-sent collection is left to stop the run: it must, or nothing is ever collected.
+    api.wait_results(tenant, job_id, timeout=120)
+    log_text = api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"]
+    assert "Reason: Interrupted" in log_text, "SUMO was stopped by the signal"
+    assert api.job(tenant, job_id)["status"] == "CANCELLED"
