@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
 
+from core.broker import WakingRedisBroker
 from core.domain.states import StatusEvent
 from core.settings import Settings
 
@@ -57,20 +57,20 @@ MAINTENANCE_CHANCE = 20_000
 #: A lost admission message blocks new ones for at most this long (the sweeper forces sooner).
 ADMISSION_PENDING_TTL = 60
 
-_brokers: dict[str, RedisBroker] = {}
+_brokers: dict[str, WakingRedisBroker] = {}
 
 
 def _pending_key(tenant_id: str) -> str:
     return f"sumo-k8:admission-pending:{tenant_id}"
 
 
-def get_broker(settings: Settings) -> RedisBroker:
+def get_broker(settings: Settings) -> WakingRedisBroker:
     """One broker per Redis URL per process, also installed as Dramatiq's global broker."""
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (make run sets it for the embedded server)")
     broker = _brokers.get(settings.redis_url)
     if broker is None:
-        broker = RedisBroker(
+        broker = WakingRedisBroker(
             url=settings.redis_url,
             heartbeat_timeout=settings.redis_heartbeat_timeout_ms,
             maintenance_chance=MAINTENANCE_CHANCE,

@@ -64,10 +64,10 @@ def reconcile(ctx: Context, tenant_id: str) -> None:
     Admission looks again only afterwards: raised limits admit queued jobs, and on
     Kubernetes their pods would be refused by the old ResourceQuota (and retried
     with backoff by the job controller) if admission ran before the quota changed.
-    The pass runs right here rather than through the admission queue: an idle
-    queue is polled every ``dramatiq_worker_timeout`` (100 ms), so the hop
-    delayed raised limits by up to that much.  The pass is as safe here as in its
-    actor (row locks), and a failure retries the whole reconcile.
+    The pass runs right here rather than through the admission queue (one
+    message and one hop fewer between the quota change and the first start).
+    It is as safe here as in its actor (row locks), and a failure retries the
+    whole reconcile.
     """
     with ctx.uow() as uow:
         row = uow.tenants.get(tenant_id)
