@@ -168,6 +168,9 @@ class Cluster:
             f"--tls-cert-file={k.apiserver.cert}", f"--tls-private-key-file={k.apiserver.key}",
             f"--client-ca-file={k.ca.cert}",
             "--authorization-mode=RBAC",
+            # Added to the default plugins: setting blockOwnerDeletion (the executor's input ConfigMaps)
+            # then needs update on the owner's finalizers, so k8s/rbac.yaml's jobs/finalizers rule is tested.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--anonymous-auth=false",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
