@@ -1,7 +1,10 @@
 """The deployment files name queues, modules and settings that exist.
 
-No Docker engine or production cluster runs here, so these checks keep
-docker-compose.yml and k8s/ from drifting away from the code.
+No Docker engine runs here, so these checks keep docker-compose.yml and
+k8s/ from drifting away from the code.  What the API server makes of k8s/
+(every document accepted, with strict field validation) and whether its RBAC
+covers what each Deployment's process calls is tested on the dev cluster:
+tests/kube/test_deploy_manifests_on_cluster.py.
 """
 from __future__ import annotations
 
