@@ -203,6 +203,41 @@ def _executor_on(fake, tmp_path, published):
     return ex, JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
 
 
+def test_a_quota_refusal_waits_but_an_authorization_refusal_is_raised():
+    """Quota admission's 403 means "wait for quota" (PENDING with the reason); RBAC's 403 is a deployment error."""
+    import json as _json
+
+    from kubernetes.client.rest import ApiException
+
+    events = []
+    ex = KubernetesExecutor(Settings(), None, api=client.ApiClient(), publish=events.append)
+    spec = JobSpec("j", "t", "sumo-quota-team", 1, 1, "a.sumocfg", "inputs/t/j.zip", 60)
+    body = {"kind": "ConfigMap", "metadata": {"name": "cm"}}
+
+    def forbidden(message):
+        exc = ApiException(status=403, reason="Forbidden")
+        exc.body = _json.dumps({"kind": "Status", "reason": "Forbidden", "message": message})
+        return exc
+
+    calls = []
+
+    def over_quota_once(ns, b):
+        calls.append(ns)
+        if len(calls) == 1:
+            raise forbidden('configmaps "cm" is forbidden: exceeded quota: sumo-quota, requested: configmaps=1, '
+                            'used: configmaps=3, limited: configmaps=3')
+
+    ex._create_quota_aware(spec, over_quota_once, body)
+    assert len(calls) == 2 and events[0].reason.startswith("Forbidden: configmaps \"cm\" is forbidden: exceeded quota")
+
+    def rbac(ns, b):  # the namespace's name contains "quota": only the plugin's wording counts
+        raise forbidden('configmaps is forbidden: User "system:serviceaccount:sumo-k8-system:sumo-k8" cannot create '
+                        'resource "configmaps" in API group "" in the namespace "sumo-quota-team"')
+
+    with pytest.raises(ApiException):
+        ex._create_quota_aware(spec, rbac, body)
+
+
 def test_start_creates_the_job_then_its_owned_configmaps(tmp_path):
     fake, published = _FakeCluster(), []
     ex, spec = _executor_on(fake, tmp_path, published)

@@ -291,7 +291,7 @@ class KubernetesExecutor(Executor):
                     return True  # a re-delivered start: the object is there
                 if exc.status == 409:
                     return False  # a write conflict (e.g. on the quota's usage): try again
-                if exc.status == 403 and "quota" in (exc.body or ""):
+                if _quota_refusal(exc):
                     if report:
                         self.publish(StatusEvent(spec.job_id, JobStatus.PENDING, _now(),
                                                  reason=f"Forbidden: {_api_message(exc)}"))
@@ -502,6 +502,15 @@ def _sha256(path: Path) -> str:
         while block := fh.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: How the ResourceQuota admission plugin words its refusals (an RBAC 403 says "cannot create …").
+QUOTA_REFUSALS = ("exceeded quota", "status unknown for quota", "failed quota", "insufficient quota")
+
+
+def _quota_refusal(exc: ApiException) -> bool:
+    """A 403 from quota admission (the job waits for quota), not from authorization (a deployment error)."""
+    return exc.status == 403 and any(phrase in _api_message(exc) for phrase in QUOTA_REFUSALS)
 
 
 def _api_message(exc: ApiException) -> str:
