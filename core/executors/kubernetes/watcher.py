@@ -115,7 +115,9 @@ class Watcher:
                     log.info("watcher: %s resourceVersion %s expired (410), re-listing", kind, version)
                 else:
                     self.stats["errors"] += 1
-                    log.warning("watcher: %s watch failed: %s %s", kind, exc.status, exc.reason)
+                    # Refused credentials or a missing RBAC rule never heal by retrying: say so loudly.
+                    level = logging.ERROR if exc.status in (401, 403) else logging.WARNING
+                    log.log(level, "watcher: %s watch failed: %s %s", kind, exc.status, exc.reason)
                     stop.wait(1.0)
                 version = None
             except (HTTPError, OSError, ValueError) as exc:
