@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import yaml
 
 from core.messaging import QUEUES
@@ -74,3 +75,30 @@ def test_kustomization_lists_every_manifest():
     listed = set(yaml.safe_load((ROOT / "k8s" / "kustomization.yaml").read_text())["resources"])
     present = {p.name for p in (ROOT / "k8s").glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present
+
+
+class _NoDuplicateKeys(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; kubectl and the API server's clients refuse the file."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: merged keys may be overridden on purpose
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_no_deployment_file_repeats_a_key():
+    for path in [ROOT / "docker-compose.yml", *sorted((ROOT / "k8s").glob("*.yaml"))]:
+        with path.open() as fh:
+            list(yaml.load_all(fh, Loader=_NoDuplicateKeys))  # raises naming the file, line and key
+
+
+def test_the_duplicate_key_check_catches_one():
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'image'"):
+        list(yaml.load_all("spec: {image: a, image: b}", Loader=_NoDuplicateKeys))
+
