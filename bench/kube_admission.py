@@ -40,8 +40,9 @@ to the Job's own ``metadata.creationTimestamp`` and ``Complete`` condition's
    submission; it is capped by the submissions competing for the same CPUs.
 3. Where the time goes: the two API calls ``KubernetesExecutor.start`` makes per
    job (create the Job, create its input ConfigMap), timed one at a time right
-   after the release, and CPU seconds per process (the node agent also alone,
-   without the pods it runs).
+   after the release, CPU seconds per process (the node agent also alone,
+   without the pods it runs), and the API server's requests during the release
+   by verb, resource and code (its ``apiserver_request_total``; every client).
 
 A job that never turns terminal (no progress for ``--stall-timeout``) is reported
 with its pods and whether its input ConfigMap exists, and left out of the figures.
@@ -54,6 +55,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -276,6 +278,27 @@ def cpu_seconds(s, cluster) -> dict[str, float]:
 
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+REQUEST_LINE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def api_requests(cluster) -> dict[str, float]:
+    """The API server's request counters so far (its /metrics), by ``VERB resource[/subresource] code``."""
+    resp = cluster.api_client().call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False)
+    counts: dict[str, float] = {}
+    for line in resp.data.decode().splitlines():
+        m = REQUEST_LINE.match(line)
+        if m:
+            lab = dict(LABEL.findall(m["labels"]))
+            key = f"{lab.get('verb')} {lab.get('resource')}{'/' + lab['subresource'] if lab.get('subresource') else ''} " \
+                  f"{lab.get('code')}"
+            counts[key] = counts.get(key, 0.0) + float(m["value"])
+    return counts
+
+
+def requests_between(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    grown = {k: round(v - before.get(k, 0.0)) for k, v in after.items()}
+    return dict(sorted(((k, v) for k, v in grown.items() if v > 0), key=lambda kv: -kv[1]))
 
 
 def cpu_per_job(cpu: dict[str, float], s, jobs: int, cpus: int) -> dict:
@@ -472,6 +495,7 @@ def measure_queued_release(s, cluster, watch: JobWatch, args) -> dict:
         load = common.load_average()
         print(f"[{NAME}] {n} jobs QUEUED; control queues drained: {drained}; machine idle: {idle}; load {load}; "
               f"releasing", flush=True)
+        requests0 = api_requests(cluster)
         cpu0 = cpu_seconds(s, cluster)
         with httpx.Client(base_url=s.url, timeout=30, headers=admin) as admin_client:
             # built before the clock starts: a client's construction (its TLS context) takes 50-80 ms here
@@ -483,6 +507,7 @@ def measure_queued_release(s, cluster, watch: JobWatch, args) -> dict:
         common.wait_until(lambda: len(ids & set(watch.snapshot(ns))) >= len(ids) or None, args.admit_timeout,
                           f"{len(ids)} Kubernetes Jobs in {ns}", 0.02)
         cpu1 = cpu_seconds(s, cluster)
+        requests1 = api_requests(cluster)
         jobs = watch.snapshot(ns)
         rows = {j["job_id"]: j for j in list_jobs(c) if j["job_id"] in ids}
     admit_of = {j: _api_ts(rows[j]["admitted_at"]) for j in ids if rows[j]["admitted_at"]}
@@ -517,6 +542,7 @@ def measure_queued_release(s, cluster, watch: JobWatch, args) -> dict:
         "observed_minus_creation_timestamp": common.summary_ms([jobs[j]["seen"] - jobs[j]["created"] for j in ids]),
         "cpu_seconds_during_release": dict(sorted(cpu.items(), key=lambda kv: -kv[1])),
         "cpu_per_job_during_release": cpu_per_job(cpu, s, n, os.cpu_count() or 1),
+        "api_requests_during_release": requests_between(requests0, requests1),
         "wall_s_during_release": round(t_last - t_patch, 3),
         "jobs_finished_during_release": sum(1 for j in ids if (jobs[j]["finished_seen"] or t_last + 1) <= t_last),
     }
@@ -737,6 +763,8 @@ def main(argv=None) -> dict:
     print(f"  CPU per Job during the release: service {per['service_ms']} ms, control plane {per['control_plane_ms']} ms "
           f"(etcd, API server, controller-manager, scheduler); the control plane alone would allow "
           f"{per['control_plane_alone_ceiling_per_s']} Jobs/s on these CPUs with the service costing nothing")
+    print("  API server requests during the release (all clients; verb resource code: count): "
+          + ", ".join(f"{k}: {v}" for k, v in a["api_requests_during_release"].items()))
     print(f"  before the release: load {a['load_average_at_release']}; control queues drained "
           f"{a['control_queues_drained_before_release']}; machine {a['machine_before_release']}")
     if submitting:
