@@ -9,6 +9,7 @@ idempotent.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import dramatiq
@@ -124,12 +125,18 @@ class MessageBus:
 
     def start_jobs(self, job_ids: list[str]) -> None:
         """Start admitted jobs on the configured executor (see :data:`START_ACTORS`)."""
-        if self._start_batch is None:
-            for job_id in job_ids:
-                self._send(self._start_actor, job_id)
-            return
-        for i in range(0, len(job_ids), self._start_batch):
-            self._send(self._start_actor, list(job_ids[i:i + self._start_batch]))
+        with self.burst():
+            if self._start_batch is None:
+                for job_id in job_ids:
+                    self._send(self._start_actor, job_id)
+                return
+            for i in range(0, len(job_ids), self._start_batch):
+                self._send(self._start_actor, list(job_ids[i:i + self._start_batch]))
+
+    def burst(self):
+        """A block of sends that wakes idle consumers once or twice per queue, not per message."""
+        burst = getattr(self.broker, "burst", None)
+        return burst() if burst is not None else nullcontext()
 
     def reconcile_tenant(self, tenant_id: str) -> None:
         self._send("reconcile_tenant", tenant_id)

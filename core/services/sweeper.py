@@ -27,11 +27,12 @@ def sweep(ctx: Context) -> dict[str, int]:
         to_collect = uow.jobs.uncollected(now, grace)
         uow.jobs.mark_dispatched(to_start + to_collect, now)
         uow.jobs.mark_queue_dispatched(tenants, now)
-    for tenant_id in tenants:
-        ctx.bus.request_admission(tenant_id)
-    ctx.bus.start_jobs(to_start)
-    for job_id in to_collect:
-        ctx.bus.collect_results(job_id)
+    with ctx.bus.burst():
+        for tenant_id in tenants:
+            ctx.bus.request_admission(tenant_id)
+        ctx.bus.start_jobs(to_start)
+        for job_id in to_collect:
+            ctx.bus.collect_results(job_id)
     counts = {"admission": len(tenants), "start": len(to_start), "collect": len(to_collect)}
     if any(counts.values()):
         log.info("sweeper re-sent messages: %s", counts)

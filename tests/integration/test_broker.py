@@ -60,3 +60,26 @@ def test_wake_up_tokens_are_capped_and_delayed_messages_send_none(broker):
     for n in range(3 * WAKE_TOKENS):
         broker.enqueue(_message(n))
     assert broker.client.llen(wake_key("q")) == WAKE_TOKENS
+
+
+def test_a_burst_wakes_each_queue_at_its_first_message_and_at_its_end(broker):
+    broker.declare_queue("r")
+    pushes = []
+    wake = broker._wake
+    broker._wake = lambda queues: (pushes.append(list(queues)), wake(queues))
+    with broker.burst():
+        for n in range(10):
+            broker.enqueue(_message(n))
+        assert pushes == [["q"]], "the first message woke its queue at once"
+        broker.enqueue(Message(queue_name="r", actor_name="a", args=(), kwargs={}, options={}))
+    assert pushes == [["q"], ["r"], ["q"]], "q once more at the end; r had one message: woken once"
+    assert broker.client.llen(wake_key("q")) == 2 and broker.client.llen(wake_key("r")) == 1
+    consumer = broker.consume("q", prefetch=20, timeout=IDLE_WAIT_MS)
+    got = []
+    while len(got) < 10:
+        message = next(consumer)
+        if message is not None:
+            got.append(message.args[0])
+            consumer.ack(message)
+    assert sorted(got) == list(range(10))
+    consumer.close()
