@@ -17,6 +17,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from devcluster.procs import wait_for  # noqa: E402
 
 
+def gone(read, *args) -> bool:
+    """True once ``read(*args)`` answers 404 (the object is deleted); False while it still reads."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        read(*args)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
 @pytest.fixture(scope="session")
 def api(cluster):
     return cluster.api_client()

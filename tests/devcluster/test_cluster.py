@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from devcluster.procs import wait_for
+from tests.devcluster.conftest import gone
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(300)]
 
@@ -45,14 +46,6 @@ def pod_log(core, name: str, ns: str, **kw) -> str:
     kubernetes-client 36.x returns ``"b'...'"`` (a bytes repr) from the
     preloaded call (kubernetes-client/python#2596, fixed in 37)."""
     return core.read_namespaced_pod_log(name, ns, _preload_content=False, **kw).data.decode()
-
-
-def gone(fn, *args) -> bool:
-    try:
-        fn(*args)
-    except ApiException as e:
-        return e.status == 404
-    return False
 
 
 def test_server_version(api):

@@ -33,6 +33,7 @@ from core.domain.states import JobStatus
 from core.executors.base import JobSpec
 from core.executors.kubernetes import manifests as m
 from devcluster.procs import wait_for
+from tests.devcluster.conftest import gone
 from tests.kube.conftest import SQUARE, Recorder, square_variant
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(300)]
@@ -93,27 +94,26 @@ def dyn(cluster, tmp_path_factory):
     return DynamicClient(cluster.api_client(), cache_file=str(tmp_path_factory.mktemp("discovery") / "cache.json"))
 
 
-@pytest.fixture(scope="module")
-def deployed(dyn) -> list[str]:
-    """namespace.yaml and rbac.yaml applied for real, as an admin would; what the server refused of them."""
+def apply_files(dyn, names, *, dry_run: bool) -> list[str]:
+    """Apply every document of ``names``; what the server refused of them, file and object named."""
     refused = []
-    for name in APPLIED:
+    for name in names:
         for doc in documents(name):
             try:
-                apply(dyn, doc, dry_run=False)
+                apply(dyn, doc, dry_run=dry_run)
             except ApiException as exc:
                 refused.append(f"{name}: {describe(doc)}: {message(exc)}")
     return refused
 
 
+@pytest.fixture(scope="module")
+def deployed(dyn) -> list[str]:
+    """namespace.yaml and rbac.yaml applied for real, as an admin would; what the server refused of them."""
+    return apply_files(dyn, APPLIED, dry_run=False)
+
+
 def test_every_manifest_is_accepted_by_the_api_server(deployed, dyn, api):
-    refused = list(deployed)
-    for name in DRY_RUN:
-        for doc in documents(name):
-            try:
-                apply(dyn, doc, dry_run=True)
-            except ApiException as exc:
-                refused.append(f"{name}: {describe(doc)}: {message(exc)}")
+    refused = deployed + apply_files(dyn, DRY_RUN, dry_run=True)
     if refused:
         pytest.fail("the API server refused:\n" + "\n".join(refused), pytrace=False)
 
@@ -228,14 +228,6 @@ def wait_as(idents, what: str, cond, timeout: float):
 
 def event(recorder: Recorder, job_id: str, status: JobStatus):
     return next((e for e in recorder.of(job_id) if e.status is status), None)
-
-
-def gone(read, *args) -> bool:
-    try:
-        read(*args)
-    except ApiException as exc:
-        return exc.status == 404
-    return False
 
 
 def new_job(store, tenant: dict, archive: Path) -> JobSpec:

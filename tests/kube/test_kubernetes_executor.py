@@ -9,22 +9,14 @@ import os
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from core.domain.states import JobStatus
 from core.executors.kubernetes import manifests as m
 from devcluster.procs import wait_for
+from tests.devcluster.conftest import gone
 from tests.kube.conftest import BOLOGNA, Recorder, run_watcher, square_variant
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(300)]
-
-
-def gone(fn, *args) -> bool:
-    try:
-        fn(*args)
-    except ApiException as exc:
-        return exc.status == 404
-    return False
 
 
 def input_configmaps(core, spec):
