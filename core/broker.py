@@ -8,7 +8,9 @@ queue's wake-up list, and an idle consumer waits on that list with ``BLPOP``
 instead of sleeping.  The wait is still bounded by the worker timeout, so
 fetching, heartbeats, acknowledgements, delayed messages and the dead-worker
 maintenance go on at the same pace as before; only the latency of a new
-message changes (from up to the timeout to one Redis round trip).
+message changes (from up to the timeout to one Redis round trip).  A burst
+of sends (:meth:`WakingRedisBroker.burst`) wakes each queue twice, not once
+per message.
 
 Tokens are hints, not messages: the list is capped at :data:`WAKE_TOKENS`
 (one woken consumer fetches a whole batch), a lost or stale token costs at
