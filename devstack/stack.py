@@ -159,7 +159,8 @@ def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_worker
         env.setdefault("DATA_DIR", str(data_dir))
         env["ADMIN_KEY"] = admin_key(data_dir, env)
         env.setdefault("HOST", "127.0.0.1")
-        env.setdefault("dramatiq_worker_timeout", "100")  # idle queue poll: keeps status latency low
+        # An idle consumer's longest wait (a wake-up ends it sooner, core/broker.py): paces acks and delayed messages.
+        env.setdefault("dramatiq_worker_timeout", "100")
         env.setdefault("PYTHONUNBUFFERED", "1")
         # HTTP metrics of every uvicorn worker, aggregated at scrape time; stale files of a previous run go.
         metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "prometheus")))
