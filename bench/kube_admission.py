@@ -48,6 +48,7 @@ A job that never turns terminal (no progress for ``--stall-timeout``) is reporte
 with its pods and whether its input ConfigMap exists, and left out of the figures.
 
     python -m bench.kube_admission [--jobs 100] [--runs 30] [--run-concurrency 4] [--burst-cpu 1] [--submit-burst]
+                                   [--apiserver-profile PATH]
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ import shutil
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 
@@ -499,6 +501,7 @@ def measure_queued_release(s, cluster, watch: JobWatch, args) -> dict:
         cpu0 = cpu_seconds(s, cluster)
         with httpx.Client(base_url=s.url, timeout=30, headers=admin) as admin_client:
             # built before the clock starts: a client's construction (its TLS context) takes 50-80 ms here
+            profile = _ApiserverProfile(cluster, args.apiserver_profile, args.apiserver_profile_seconds or n / 50 + 1)
             t_patch = time.time()
             r = admin_client.patch(f"/auth/tenants/{tenant['tenant_id']}",
                                    json={"max_cpu": holder_cpu + n * args.burst_cpu})
@@ -508,6 +511,7 @@ def measure_queued_release(s, cluster, watch: JobWatch, args) -> dict:
                           f"{len(ids)} Kubernetes Jobs in {ns}", 0.02)
         cpu1 = cpu_seconds(s, cluster)
         requests1 = api_requests(cluster)
+        profile.save()
         jobs = watch.snapshot(ns)
         rows = {j["job_id"]: j for j in list_jobs(c) if j["job_id"] in ids}
     admit_of = {j: _api_ts(rows[j]["admitted_at"]) for j in ids if rows[j]["admitted_at"]}
@@ -546,6 +550,38 @@ def measure_queued_release(s, cluster, watch: JobWatch, args) -> dict:
         "wall_s_during_release": round(t_last - t_patch, 3),
         "jobs_finished_during_release": sum(1 for j in ids if (jobs[j]["finished_seen"] or t_last + 1) <= t_last),
     }
+
+
+class _ApiserverProfile:
+    """With ``--apiserver-profile PATH``: a CPU profile of the API server from just before the release's PATCH.
+
+    Taken in a thread (the profile endpoint answers when its ``seconds`` are over); ``save`` writes it once the
+    release is measured and prints how to read it.  Without a path it does nothing.
+    """
+
+    def __init__(self, cluster, path: str | None, seconds: float) -> None:
+        self.path, self.seconds, self.data, self.error = path, seconds, None, None
+        self.thread = None
+        if path:
+            self.thread = threading.Thread(target=self._take, args=(cluster,), daemon=True)
+            self.thread.start()
+
+    def _take(self, cluster) -> None:
+        try:
+            self.data = cluster.apiserver_cpu_profile(self.seconds)
+        except Exception as exc:  # noqa: BLE001 — reported by save(); the measured figures stand without it
+            self.error = exc
+
+    def save(self) -> None:
+        if self.thread is None:
+            return
+        self.thread.join(self.seconds + 60)
+        if self.data is None:
+            print(f"[{NAME}] API server profile not taken: {self.error or 'timed out'}", flush=True)
+            return
+        Path(self.path).write_bytes(self.data)
+        print(f"[{NAME}] API server CPU profile of the release's first {self.seconds:.0f} s -> {self.path} "
+              f"(go tool pprof -top -cum {self.path})", flush=True)
 
 
 # -- 2b. secondary: submissions while admitting (the earlier figure) ------------------------------------
@@ -686,13 +722,18 @@ def main(argv=None) -> dict:
                          "control queues drained, machine idle)")
     ap.add_argument("--api-workers", type=int, default=1)
     ap.add_argument("--probe", type=int, default=30, help="sequential timings of the executor's start calls (0: skip)")
+    ap.add_argument("--apiserver-profile", metavar="PATH",
+                    help="write a CPU profile of the API server during the release to PATH (runs the dev cluster "
+                         "with profiling on)")
+    ap.add_argument("--apiserver-profile-seconds", type=float, default=None,
+                    help="length of that profile from the PATCH on (default: N / 50 + 1)")
     args = ap.parse_args(argv)
     started = common.machine()
     print(f"[{NAME}] at start: {common.describe(started)}", flush=True)
 
     from devcluster.cluster import temp_cluster
 
-    cluster = temp_cluster()
+    cluster = temp_cluster(profiling=bool(args.apiserver_profile))
     watch = None
     try:
         t0 = time.monotonic()

@@ -94,6 +94,8 @@ class Cluster:
     node: NodeSettings = field(default_factory=NodeSettings)
     start_timeout: float = 120.0
     verbosity: int = 1
+    #: Serve the API server's Go profiles at /debug/pprof (for benchmarks: where its CPU goes).
+    profiling: bool = False
     procs: list[Proc] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -187,7 +189,7 @@ class Cluster:
             # The "kubernetes" Service endpoints cannot be a loopback IP, so the
             # default lease reconciler would fail (and warn) every 10s.
             "--endpoint-reconciler-type=none",
-            "--profiling=false",
+            f"--profiling={str(self.profiling).lower()}",
             f"--v={self.verbosity}",
         ])
         wait_for("kube-apiserver /readyz", lambda: _get(
@@ -291,6 +293,12 @@ class Cluster:
         from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def apiserver_cpu_profile(self, seconds: float) -> bytes:
+        """A CPU profile of the API server over the next ``seconds`` (``go tool pprof`` reads it); needs ``profiling``."""
+        url = f"{self.apiserver_url}/debug/pprof/profile?seconds={max(1, round(seconds))}"
+        with urllib.request.urlopen(url, context=self._ssl(), timeout=seconds + 30) as resp:
+            return resp.read()
 
     def check_alive(self) -> None:
         for p in self.procs:
