@@ -2,7 +2,10 @@
 
 Starts the dev cluster (etcd, kube-apiserver, controller-manager, scheduler v1.34
 and the process-based node agent: one node, 4 CPU / 8 Gi / 20 pods) and the whole
-service with ``EXECUTOR=kubernetes``; everything goes through the REST API.  The
+service with ``EXECUTOR=kubernetes``, calling the API server as its Deployment does
+(the ServiceAccount of ``k8s/rbac.yaml`` with a bound token, RBAC deciding every
+call; ``--as-admin``: the admin's client certificate, which skips RBAC); everything
+goes through the REST API.  The
 benchmark process runs its own list-then-watch of the ``batch/v1`` Jobs labelled
 ``app.kubernetes.io/managed-by=sumo-k8`` (simulation component) and records, per
 Job, the wall-clock time it *observed* the Job appear and turn ``Complete``, next
@@ -48,7 +51,7 @@ A job that never turns terminal (no progress for ``--stall-timeout``) is reporte
 with its pods and whether its input ConfigMap exists, and left out of the figures.
 
     python -m bench.kube_admission [--jobs 100] [--runs 30] [--run-concurrency 4] [--burst-cpu 1] [--submit-burst]
-                                   [--apiserver-profile PATH]
+                                   [--as-admin] [--apiserver-profile PATH]
 """
 from __future__ import annotations
 
@@ -183,6 +186,40 @@ class JobWatch:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+#: The identity the workers and the watcher run as in production (k8s/rbac.yaml).
+SERVICE_ACCOUNT = ("sumo-k8-system", "sumo-k8")
+
+
+def service_account_kubeconfig(cluster, hours: float = 4.0) -> Path:
+    """A kubeconfig for the controller's ServiceAccount, k8s/namespace.yaml and k8s/rbac.yaml applied first.
+
+    The service then calls the API server as its Deployment does: a bound token (the API server caches its
+    check) and RBAC deciding every call; the admin's client certificate is checked on every request and
+    ``system:masters`` skips RBAC, which is neither what production costs nor what it allows.
+    """
+    from kubernetes import client, utils
+
+    api = cluster.api_client()
+    for name in ("namespace.yaml", "rbac.yaml"):
+        try:
+            utils.create_from_yaml(api, str(common.ROOT / "k8s" / name))
+        except utils.FailToCreateError as exc:  # a re-run on the same cluster: AlreadyExists is fine
+            if any(e.status != 409 for e in exc.api_exceptions):
+                raise
+    ns, sa = SERVICE_ACCOUNT
+    request = {"spec": {"expirationSeconds": int(hours * 3600)}}
+    token = client.CoreV1Api(api).create_namespaced_service_account_token(sa, ns, request).status.token
+    admin = json.loads(cluster.kubeconfig.read_text())
+    path = cluster.workdir / f"kubeconfig-{sa}"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": sa, "clusters": admin["clusters"],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": sa, "context": {"cluster": admin["clusters"][0]["name"], "user": sa}}],
+    }))
+    path.chmod(0o600)
+    return path
+
+
 def register_and_wait(s, cluster_api, timeout: float, **limits) -> dict:
     """Register a tenant and wait until its namespace's ResourceQuota is computed (quota admission ready)."""
     from kubernetes import client
@@ -722,6 +759,9 @@ def main(argv=None) -> dict:
                          "control queues drained, machine idle)")
     ap.add_argument("--api-workers", type=int, default=1)
     ap.add_argument("--probe", type=int, default=30, help="sequential timings of the executor's start calls (0: skip)")
+    ap.add_argument("--as-admin", action="store_true",
+                    help="run the service with the admin's kubeconfig (client certificate, system:masters) instead "
+                         "of its ServiceAccount's token and RBAC as deployed by k8s/")
     ap.add_argument("--apiserver-profile", metavar="PATH",
                     help="write a CPU profile of the API server during the release to PATH (runs the dev cluster "
                          "with profiling on)")
@@ -739,7 +779,10 @@ def main(argv=None) -> dict:
         t0 = time.monotonic()
         cluster.start()
         print(f"[{NAME}] dev cluster up in {time.monotonic() - t0:.1f} s ({cluster.apiserver_url})", flush=True)
-        env = {"EXECUTOR": "kubernetes", "KUBECONFIG": str(cluster.kubeconfig), "JOB_TTL_SECONDS": "5",
+        kubeconfig = cluster.kubeconfig if args.as_admin else service_account_kubeconfig(cluster)
+        identity = "admin (client certificate)" if args.as_admin else "ServiceAccount " + "/".join(SERVICE_ACCOUNT)
+        print(f"[{NAME}] the service calls the API server as {identity}", flush=True)
+        env = {"EXECUTOR": "kubernetes", "KUBECONFIG": str(kubeconfig), "JOB_TTL_SECONDS": "5",
                "RESULT_STORAGE_SIZE_GI": "1"}
         with common.stack(NAME, api_workers=args.api_workers, env=env) as s:
             watch = JobWatch(cluster.api_client()).start()
@@ -795,6 +838,7 @@ def main(argv=None) -> dict:
     common.print_table(f"kube admission (dev cluster v1.34, 1 node; N={a['jobs']} queued at cpu_request {args.burst_cpu}, "
                        f"released at once; M={completion['jobs']} at "
                        f"{args.run_concurrency} concurrent; targets ≥ {TARGET_RATE:.0f} Jobs/s, p99 ≤ {TARGET_P99_MS} ms)", rows)
+    print(f"  the service called the API server as {identity}")
     print(f"  Jobs per creationTimestamp second: {a['jobs_per_creation_second']}")
     top = list(a["cpu_seconds_during_release"].items())[:12]
     print(f"  CPU seconds during the release ({a['wall_s_during_release']} s wall, {started['cpus']} CPUs): "
@@ -822,7 +866,7 @@ def main(argv=None) -> dict:
         print(f"  NOT terminal (excluded): {j}: {why}")
     result = {"benchmark": NAME, "machine": started, "load_average_before_completion": load_completion,
               "admission": admission, "submit_while_admitting": submitting, "completion": completion,
-              "executor_start_calls": probe,
+              "executor_start_calls": probe, "service_identity": identity,
               "bench_watch_reconnects": watch_errors,
               "clocks": {"rate": "N / (this process's watch observing the N-th Job − time.time() just before the PATCH "
                                  "that releases the N QUEUED jobs); variants from the earliest admitted_at (API) and "
