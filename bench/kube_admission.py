@@ -209,15 +209,7 @@ def service_account_kubeconfig(cluster, hours: float = 4.0) -> Path:
     ns, sa = SERVICE_ACCOUNT
     request = {"spec": {"expirationSeconds": int(hours * 3600)}}
     token = client.CoreV1Api(api).create_namespaced_service_account_token(sa, ns, request).status.token
-    admin = json.loads(cluster.kubeconfig.read_text())
-    path = cluster.workdir / f"kubeconfig-{sa}"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": sa, "clusters": admin["clusters"],
-        "users": [{"name": sa, "user": {"token": token}}],
-        "contexts": [{"name": sa, "context": {"cluster": admin["clusters"][0]["name"], "user": sa}}],
-    }))
-    path.chmod(0o600)
-    return path
+    return cluster.token_kubeconfig(sa, token)
 
 
 def register_and_wait(s, cluster_api, timeout: float, **limits) -> dict:

@@ -204,17 +204,24 @@ class Cluster:
     def _write_kubeconfig(self) -> None:
         """Admin kubeconfig with embedded-by-path credentials (JSON is YAML)."""
         k = self.pki
+        self._kubeconfig_file(self.kubeconfig, "devcluster", "admin",
+                              {"client-certificate": str(k.admin.cert), "client-key": str(k.admin.key)})
+
+    def token_kubeconfig(self, name: str, token: str) -> Path:
+        """A kubeconfig next to the admin's that authenticates with ``token`` (e.g. a ServiceAccount's)."""
+        return self._kubeconfig_file(self.workdir / f"kubeconfig-{name}", name, name, {"token": token})
+
+    def _kubeconfig_file(self, path: Path, context: str, user: str, credentials: dict) -> Path:
         cfg = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "devcluster",
+            "apiVersion": "v1", "kind": "Config", "current-context": context,
             "clusters": [{"name": "devcluster", "cluster": {
-                "server": self.apiserver_url, "certificate-authority": str(k.ca.cert)}}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate": str(k.admin.cert), "client-key": str(k.admin.key)}}],
-            "contexts": [{"name": "devcluster", "context": {
-                "cluster": "devcluster", "user": "admin"}}],
+                "server": self.apiserver_url, "certificate-authority": str(self.pki.ca.cert)}}],
+            "users": [{"name": user, "user": credentials}],
+            "contexts": [{"name": context, "context": {"cluster": "devcluster", "user": user}}],
         }
-        self.kubeconfig.write_text(json.dumps(cfg, indent=2))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(json.dumps(cfg, indent=2))
+        path.chmod(0o600)
+        return path
 
     def _start_controller_manager(self, bins: Path) -> None:
         kc = str(self.kubeconfig)

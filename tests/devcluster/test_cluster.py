@@ -52,6 +52,20 @@ def test_server_version(api):
     assert client.VersionApi(api).get_code().git_version == "v1.34.4"
 
 
+def test_token_kubeconfig_authenticates_as_the_service_account(cluster, api, namespace):
+    from kubernetes import config
+
+    token = client.CoreV1Api(api).create_namespaced_service_account_token(
+        "default", namespace, {"spec": {"expirationSeconds": 600}}).status.token
+    as_sa = config.new_client_from_config(config_file=str(cluster.token_kubeconfig(f"sa-{namespace}", token)))
+    review = client.AuthenticationV1Api(as_sa).create_self_subject_review({"apiVersion": "authentication.k8s.io/v1",
+                                                                           "kind": "SelfSubjectReview"})
+    assert review.status.user_info.username == f"system:serviceaccount:{namespace}:default"
+    with pytest.raises(ApiException) as refused:  # RBAC decides: the default ServiceAccount may not list nodes
+        client.CoreV1Api(as_sa).list_node()
+    assert refused.value.status == 403
+
+
 def test_resource_quota_is_enforced(api, namespace):
     core = client.CoreV1Api(api)
     core.create_namespaced_resource_quota(namespace, {
