@@ -2,8 +2,8 @@
 # The venv's interpreter: the distribution's python3.11 when it can build a venv (Debian ships
 # ensurepip apart, in python3.11-venv), else python3 from PATH.  Distributions (like the python:3.11
 # images the Dockerfile uses) build CPython with PGO and LTO; pyenv and other from-source builds default
-# to neither: the service's processes spent 15-30 % more CPU on this machine's pyenv 3.11.7 (README,
-# Benchmarks).  `make PY=…` picks another.
+# to neither: the service's processes spent 15-30 % more CPU on this machine's pyenv 3.11.7 (bench/HISTORY.md,
+# "The interpreter").  `make PY=…` picks another.
 PY ?= $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' >/dev/null 2>&1 && echo /usr/bin/python3.11 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
