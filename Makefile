@@ -33,7 +33,7 @@ run: venv
 
 # Every tier: unit, storage (S3/GCS/Azure emulators), integration (the real service), and the
 # Kubernetes tiers on a real v1.34 control plane (built once, cached under $(SUMO_K8_CACHE)).
-test: venv kube-deps
+test: venv kube-deps bench-tools
 	$(BIN)/python -m devstack.emulators ensure
 	SUMO_K8_REQUIRE_KUBE=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests
 

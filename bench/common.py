@@ -253,7 +253,7 @@ def write_result(name: str, data: dict) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str))
-    print(f"-> {path.relative_to(ROOT)}")
+    print(f"-> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
 
 

@@ -58,18 +58,27 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "kube: needs the local Kubernetes dev cluster (devcluster/)")
 
 
-@pytest.fixture(scope="session")
-def cluster():
+def unavailable(why: str):
+    """Skip for a missing tool, except under ``make test`` (SUMO_K8_REQUIRE_KUBE=1), which installs
+    every tool first: there a missing piece fails."""
+    (pytest.fail if os.environ.get("SUMO_K8_REQUIRE_KUBE") == "1" else pytest.skip)(why)
+
+
+def require_kube() -> None:
+    """What a dev cluster needs on this machine: the built binaries, etcd, root (for the node agent)."""
     missing = [b for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
                if not (kube_bin_dir() / b).exists()]
-    # `make test` sets SUMO_K8_REQUIRE_KUBE=1 after building everything: there a missing piece fails.
-    unavailable = pytest.fail if os.environ.get("SUMO_K8_REQUIRE_KUBE") == "1" else pytest.skip
     if missing:
         unavailable(f"{', '.join(missing)} not in {kube_bin_dir()}: run devcluster/build.sh")
     if not (os.environ.get("ETCD_BIN") or shutil.which("etcd")):
         unavailable("etcd not installed (apt-get install etcd-server)")
     if os.geteuid() != 0:
         unavailable("the node agent needs root for mount namespaces")
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    require_kube()
     cl = temp_cluster()
     cl.start()
     try:
