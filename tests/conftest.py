@@ -59,8 +59,8 @@ def pytest_configure(config):
 
 
 def unavailable(why: str):
-    """Skip for a missing tool, except under ``make test`` (SUMO_K8_REQUIRE_KUBE=1), which installs
-    every tool first: there a missing piece fails."""
+    """Skip for a missing tool (kube binaries, etcd, bombardier), except under ``make test``
+    (SUMO_K8_REQUIRE_KUBE=1), which installs every tool first: there a missing piece fails."""
     (pytest.fail if os.environ.get("SUMO_K8_REQUIRE_KUBE") == "1" else pytest.skip)(why)
 
 

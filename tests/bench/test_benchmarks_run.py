@@ -1,4 +1,4 @@
-"""Every benchmark of ``bench/`` still runs end to end and reports complete figures.
+"""The benchmarks behind the README's figures still run end to end and report complete figures.
 
 Small sizes, no figure compared with a target: this tier keeps the commands the
 README gives for its numbers working as the code under them changes (a
@@ -11,7 +11,6 @@ integration tier runs bologna-acosta through the service) and ``bench.run_all``
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -43,9 +42,10 @@ def test_status_latency_sees_every_event(results_in_tmp):
 def test_submit_throughput_accepts_every_request(results_in_tmp):
     from bench import submit_throughput
 
-    path = os.environ.get("BOMBARDIER") or str(common.cache_dir() / "bin" / "bombardier")
-    if not os.access(path, os.X_OK):
-        unavailable(f"bombardier not at {path}: run `make bench-tools`")
+    try:
+        submit_throughput.bombardier()
+    except SystemExit as missing:  # make test installs it (bench-tools)
+        unavailable(str(missing))
     result = submit_throughput.main(["--api-workers", "1", "--runs", "1", "--requests", "60", "--warmup", "10",
                                      "--concurrency", "4"])
 
@@ -53,6 +53,15 @@ def test_submit_throughput_accepts_every_request(results_in_tmp):
     assert run["errors"] == 0 and run["ok"] == 60
     assert run["submissions_per_s"] > 0 and run["server_cpu_ms_per_submission"]["api"] > 0
     assert written(results_in_tmp, "submit_throughput")["runs"][0]["ok"] == 60
+
+
+def test_thread_hop_times_both_mechanisms(results_in_tmp):
+    from bench import thread_hop
+
+    result = thread_hop.main(["--calls", "500", "--rounds", "1"])
+
+    assert result["median"]["anyio_us"] > 0 and result["median"]["pool_us"] > 0
+    assert written(results_in_tmp, "thread_hop")["median"] == result["median"]
 
 
 @pytest.mark.kube
