@@ -249,12 +249,17 @@ def print_table(title: str, rows: list[tuple]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
-def write_result(name: str, data: dict) -> Path:
+def write_out(filename: str, text: str) -> Path:
+    """``text`` into OUT/filename; prints where (relative to the repository when inside it)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2, default=str))
+    path = OUT / filename
+    path.write_text(text)
     print(f"-> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
+
+
+def write_result(name: str, data: dict) -> Path:
+    return write_out(f"{name}.json", json.dumps(data, indent=2, default=str))
 
 
 def pg_counters(database_url: str) -> dict:

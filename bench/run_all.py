@@ -95,10 +95,8 @@ def main(argv=None) -> int:
             failures.append(f"{name} failed: {type(exc).__name__}: {exc}")
         print(f"[run_all] {name} took {time.monotonic() - t0:.0f} s", flush=True)
     md = summary(started, results.get("submit_throughput"), results.get("status_latency"), results.get("overhead"), failures)
-    common.OUT.mkdir(parents=True, exist_ok=True)
-    (common.OUT / "summary.md").write_text(md)
     print("\n" + md)
-    print(f"-> {(common.OUT / 'summary.md').relative_to(common.ROOT)}")
+    common.write_out("summary.md", md)
     return 1 if failures else 0
 
 
