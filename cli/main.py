@@ -1,21 +1,26 @@
 """The tenant's command line: submit a scenario with an upload progress bar,
-follow it, read its log and download its results.
+follow it, list jobs, read a log and download results.
 
 Configuration comes from ``SUMO_K8_URL`` and ``SUMO_K8_API_KEY`` (or the
-``--url`` / ``--api-key`` options).  Every command talks to the REST API only.
+``--url`` / ``--api-key`` options; the key is never printed, not even as the
+option's default in ``--help``).  Every command talks to the REST API only; a
+service that cannot be reached is one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 
 import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
 
 app = typer.Typer(help="Run SUMO scenarios on a sumo-k8 service.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -29,17 +34,25 @@ class Options:
 
 @app.callback()
 def configure(
-    url: str = typer.Option(os.environ.get("SUMO_K8_URL", "http://127.0.0.1:8000"), help="API base URL [SUMO_K8_URL]"),
-    api_key: str = typer.Option(os.environ.get("SUMO_K8_API_KEY", ""), help="Your API key [SUMO_K8_API_KEY]"),
+    url: str = typer.Option("http://127.0.0.1:8000", envvar="SUMO_K8_URL", help="API base URL"),
+    api_key: str = typer.Option("", envvar="SUMO_K8_API_KEY", show_default=False, help="Your API key"),
 ) -> None:
     Options.url, Options.api_key = url.rstrip("/"), api_key
 
 
-def client() -> httpx.Client:
+@contextlib.contextmanager
+def client() -> Iterator[httpx.Client]:
+    """An authenticated client for the service; a transport failure ends the command with exit code 2."""
     if not Options.api_key:
         console.print("[red]no API key: set SUMO_K8_API_KEY or pass --api-key[/red]")
         raise typer.Exit(2)
-    return httpx.Client(base_url=Options.url, headers={"Authorization": f"Bearer {Options.api_key}"}, timeout=60)
+    try:
+        with httpx.Client(base_url=Options.url, headers={"Authorization": f"Bearer {Options.api_key}"},
+                          timeout=60) as c:
+            yield c
+    except httpx.TransportError as exc:
+        console.print(f"[red]cannot reach {Options.url}: {exc or type(exc).__name__}[/red]")
+        raise typer.Exit(2) from None
 
 
 def check(response: httpx.Response) -> dict:
@@ -124,6 +137,36 @@ def _follow(job_id: str, timeout: float = 86400) -> dict:
     raise typer.Exit(3)
 
 
+@app.command("jobs")
+def list_jobs(
+    status: str = typer.Option(None, help="Only jobs in this state (QUEUED, RUNNING, SUCCEEDED, ...)"),
+    limit: int = typer.Option(20, min=1, max=500, help="How many, newest first"),
+    every: bool = typer.Option(False, "--all", help="Every job, following the pages to the end"),
+) -> None:
+    """List your jobs, newest first."""
+    table = Table()
+    table.add_column("job", no_wrap=True, min_width=36)  # ids are copied from here: never cut
+    table.add_column("status", no_wrap=True, min_width=9)
+    for heading in ("scenario", "submitted", "detail"):
+        table.add_column(heading)
+    params: dict = {"limit": limit, **({"status": status} if status else {})}
+    with client() as c:
+        while True:
+            page = check(c.get("/jobs", params=params))
+            for job in page["jobs"]:
+                table.add_row(job["job_id"], job["status"], job["scenario_id"], _when(job["submitted_at"]),
+                              job["error"] or job["pending_reason"] or "")
+            if not (every and page["next_cursor"]):
+                break
+            params["cursor"] = page["next_cursor"]
+    Console().print(table)
+
+
+def _when(timestamp: str | None) -> str:
+    """An API timestamp (ISO 8601, UTC) to the second, for a table."""
+    return timestamp[:19].replace("T", " ") if timestamp else ""
+
+
 @app.command()
 def status(job_id: str, wait: bool = typer.Option(False, help="Follow until the job ends")) -> None:
     """Show a job."""
@@ -170,7 +213,7 @@ def results(job_id: str, dest: Path = typer.Option(Path("."), help="Directory to
         with Progress(*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console) as progress:
             task = progress.add_task(f"{len(listing['files'])} files", total=total)
             for f in listing["files"]:
-                target = dest / job_id / f["name"]
+                target = result_path(dest / job_id, f["name"])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 digest = hashlib.sha256()
                 with c.stream("GET", f["url"]) as r, open(target, "wb") as out:
@@ -185,6 +228,15 @@ def results(job_id: str, dest: Path = typer.Option(Path("."), help="Directory to
                     console.print(f"[red]{f['name']}: sha256 mismatch[/red]")
                     raise typer.Exit(1)
     console.print(f"downloaded {len(listing['files'])} files to {dest / job_id}")
+
+
+def result_path(folder: Path, name: str) -> Path:
+    """Where a listed result file goes: inside ``folder``, whatever the name the service listed."""
+    parts = PurePosixPath(name).parts
+    if not parts or name.startswith("/") or any(p in ("..", ".") or "\\" in p for p in parts):
+        console.print(f"[red]refusing a result name outside the download folder: {name!r}[/red]")
+        raise typer.Exit(1)
+    return folder.joinpath(*parts)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The command-line client against the running service."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -8,8 +9,8 @@ from pathlib import Path
 from tests.integration.harness import ZIPS
 
 
-def run_cli(stack, tenant, *args, cwd=None):
-    env = {"SUMO_K8_URL": stack.url, "SUMO_K8_API_KEY": tenant["api_key"], "PATH": "/usr/bin:/bin", "COLUMNS": "120"}
+def run_cli(stack, tenant, *args, cwd=None, url=None):
+    env = {"SUMO_K8_URL": url or stack.url, "SUMO_K8_API_KEY": tenant["api_key"], "PATH": "/usr/bin:/bin", "COLUMNS": "120"}
     return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True, timeout=180, cwd=cwd)
 
 
@@ -38,3 +39,30 @@ def test_cli_reports_refusals_by_name(stack, tenant, tmp_path):
     r = run_cli(stack, tenant, "submit", str(bad))
     assert r.returncode == 1
     assert "400" in r.stderr and "ZIP" in r.stderr
+
+
+def test_jobs_lists_newest_first_with_filter_and_pages(stack, tenant, tmp_path):
+    ids = [run_cli(stack, tenant, "submit", str(ZIPS / "square.zip"), "--scenario-id", f"listed-{n}").stdout.strip()
+           for n in range(3)]
+    assert all(ids), ids
+    listing = run_cli(stack, tenant, "jobs", "--all", "--limit", "1")  # one per page: the pages are followed
+    assert listing.returncode == 0, listing.stderr
+    positions = [listing.stdout.index(job_id) for job_id in ids]  # full ids, never cut by the table
+    assert positions == sorted(positions, reverse=True)
+    first_page = run_cli(stack, tenant, "jobs", "--limit", "1")
+    assert ids[-1] in first_page.stdout and ids[0] not in first_page.stdout
+    none = run_cli(stack, tenant, "jobs", "--status", "CANCELLED")
+    assert none.returncode == 0 and not any(job_id in none.stdout for job_id in ids)
+    bad = run_cli(stack, tenant, "jobs", "--status", "DONE")
+    assert bad.returncode == 1 and "422" in bad.stderr and "status" in bad.stderr
+
+
+def test_the_key_stays_out_of_help_and_an_unreachable_service_is_one_line(stack, tenant):
+    shown = run_cli(stack, tenant, "--help")
+    assert shown.returncode == 0 and "SUMO_K8_API_KEY" in shown.stdout
+    assert tenant["api_key"] not in shown.stdout + shown.stderr
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        down = run_cli(stack, tenant, "jobs", url=f"http://127.0.0.1:{s.getsockname()[1]}")
+    assert down.returncode == 2
+    assert "cannot reach http://127.0.0.1:" in down.stderr and "Traceback" not in down.stderr
