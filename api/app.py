@@ -1,8 +1,9 @@
 """The FastAPI application: routers, middleware and the error contract.
 
 Every refusal is a JSON ``{"detail": ...}`` with a 4xx status naming the
-problem; unexpected errors are logged with a request id and answered 500
-without internals.
+problem; an executor that cannot be reached (the Kubernetes API server away)
+is a 503 with ``Retry-After``; unexpected errors are logged with a request id
+and answered 500 without internals.
 """
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ from api.metrics import AccessMetrics
 from api.routes import admin, auth, health, jobs, tenants
 from core import gc_policy
 from core.db.repository import InvalidCursor
+from core.executors.base import ExecutorUnavailable
 from core.scenario import ScenarioError
 from core.services.errors import ServiceError
 from core.settings import get_settings
 from workers.logging_setup import configure_logging
 
 log = logging.getLogger("api")
+RETRY_AFTER_SECONDS = 5
 
 
 def create_app() -> FastAPI:
@@ -69,6 +72,10 @@ def create_app() -> FastAPI:
     @app.exception_handler(ScenarioError)
     async def scenario_error(_: Request, exc: ScenarioError):
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(ExecutorUnavailable)
+    async def executor_unavailable(_: Request, exc: ExecutorUnavailable):
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(InvalidCursor)
     async def invalid_cursor(_: Request, exc: InvalidCursor):

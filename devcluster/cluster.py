@@ -22,6 +22,7 @@ Binaries: ``$KUBE_BIN_DIR`` or ``${SUMO_K8_CACHE:-~/.cache/sumo-k8}/kube/<ver>/b
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +30,9 @@ import ssl
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import pki as _pki
@@ -157,8 +160,9 @@ class Cluster:
         wait_for("etcd /health", lambda: b'"true"' in _get(self.etcd_url + "/health"),
                  30, alive=[p])
 
-    def _start_apiserver(self, bins: Path) -> None:
-        port = free_port()
+    def _start_apiserver(self, bins: Path, port: int | None = None) -> None:
+        port = port or free_port()
+        self.apiserver_port = port
         self.apiserver_url = f"https://127.0.0.1:{port}"
         k = self.pki
         self.apiserver = p = self._spawn("kube-apiserver", [
@@ -306,6 +310,54 @@ class Cluster:
         url = f"{self.apiserver_url}/debug/pprof/profile?seconds={max(1, round(seconds))}"
         with urllib.request.urlopen(url, context=self._ssl(), timeout=seconds + 30) as resp:
             return resp.read()
+
+    @contextlib.contextmanager
+    def apiserver_down(self) -> Iterator[None]:
+        """The API server killed for the block (as by a crash), then started again at the same address on
+        the same etcd, so every client's kubeconfig still works.
+
+        The controller-manager and the scheduler exit when they cannot renew their leader Lease for 10 s,
+        as in any cluster, where the kubelet starts them again; here the components that exited are started
+        again, and the block ends once both hold their Lease anew.
+        """
+        self.apiserver.popen.kill()
+        self.apiserver.stop(grace=0)
+        self.procs.remove(self.apiserver)
+        try:
+            yield
+        finally:
+            restarted = datetime.now(timezone.utc)
+            bins = kube_bin_dir()
+            self._start_apiserver(bins, port=self.apiserver_port)
+            self._renew_or_restart(restarted, bins)
+
+    def _renew_or_restart(self, since: datetime, bins: Path) -> None:
+        """Wait until the controller-manager and the scheduler renewed their Leases after ``since``,
+        starting again those that exited meanwhile."""
+        from kubernetes import client
+
+        coord = client.CoordinationV1Api(self.api_client())
+        starts = {"kube-controller-manager": self._start_controller_manager, "kube-scheduler": self._start_scheduler}
+
+        def settled() -> bool:
+            renewed = 0
+            for name, start in starts.items():
+                proc = next(p for p in self.procs if p.name == name)
+                if not proc.alive():
+                    proc.stop(grace=0)
+                    self.procs.remove(proc)
+                    start(bins)
+                    continue
+                at = coord.read_namespaced_lease(name, "kube-system").spec.renew_time
+                renewed += at is not None and at >= since
+            return renewed == len(starts)
+
+        wait_for("the controller-manager and the scheduler holding their Leases after the API server's restart",
+                 settled, self.start_timeout, interval=0.5, alive=[self.apiserver])
+
+    def running(self, name: str) -> bool:
+        """Whether the component ``name`` (e.g. ``kube-controller-manager``) is running."""
+        return any(p.name == name and p.alive() for p in self.procs)
 
     def check_alive(self) -> None:
         for p in self.procs:

@@ -99,7 +99,10 @@ class PodWorker(threading.Thread):
             self.phase, self.reason, self.message = "Failed", "NodeAgentError", "see node-agent log"
         if self.delete_grace is not None and self.phase not in TERMINAL:
             self.phase = "Failed"  # stopped by deletion before finishing, as kubelet reports
-        self.report()
+        # The final status must reach the API server (a kubelet keeps syncing it): while the server is away,
+        # retry every second until it is posted, the pod is gone or the agent stops.
+        while not self.report() and not self.agent.stop.wait(1):
+            pass
         if self.delete_grace is not None:
             self.agent.finalize(self.pod)
 
@@ -239,10 +242,11 @@ class PodWorker(threading.Thread):
             st["initContainerStatuses"] = [self._cstatus(c, True) for c in spec.init_containers]
         return {"status": st}
 
-    def report(self) -> None:
+    def report(self) -> bool:
+        """Post the pod's status if it changed; False when the API server could not take it (try again)."""
         body = self.status_body()
         if body == self._last_status:
-            return
+            return True
         try:
             # The answer (the whole Pod) is not turned into a client model: that was most of the agent's CPU
             # per status update; the watch brings the Pod back anyway.
@@ -253,11 +257,14 @@ class PodWorker(threading.Thread):
             finally:
                 resp.release_conn()
             self._last_status = body
+            return True
         except ApiException as e:
-            if e.status != 404:
-                log.warning("status update of %s/%s failed: %s", *self.key, e.reason)
+            if e.status == 404:
+                return True  # the pod is gone: nothing left to report to
+            log.warning("status update of %s/%s failed: %s", *self.key, e.reason)
         except Exception as e:  # noqa: BLE001
             log.warning("status update of %s/%s failed: %r", *self.key, e)
+        return False
 
     def log_file(self, container: str, previous: bool):
         tries = self.attempts.get(container, [])
@@ -381,14 +388,21 @@ class NodeAgent:
         """Remove a pod whose containers are stopped (grace-period 0 delete)."""
         with self.lock:
             self.finalizing.add(pod.metadata.uid)
-        try:
-            self.core.delete_namespaced_pod(
-                pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0,
-                                            preconditions=client.V1Preconditions(uid=pod.metadata.uid)))
-        except ApiException as e:
-            if e.status not in (404, 409):
+        while True:  # until the API server took it (it may be away for a while) or the agent stops
+            try:
+                self.core.delete_namespaced_pod(
+                    pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0,
+                    body=client.V1DeleteOptions(grace_period_seconds=0,
+                                                preconditions=client.V1Preconditions(uid=pod.metadata.uid)))
+                return
+            except ApiException as e:
+                if e.status in (404, 409):
+                    return  # gone already, or another pod of that name now
                 log.warning("delete of %s/%s failed: %s", pod.metadata.namespace, pod.metadata.name, e.reason)
+            except Exception as e:  # noqa: BLE001
+                log.warning("delete of %s/%s failed: %r", pod.metadata.namespace, pod.metadata.name, e)
+            if self.stop.wait(1):
+                return
 
     def lookup_log(self, ns: str, name: str, container: str, previous: bool):
         with self.lock:

@@ -13,8 +13,9 @@ from sse_starlette.sse import EventSourceResponse
 
 from api import forms, threads
 from api.deps import Caller, context, submitting_tenant, tenant_only
-from api.schemas import Job, JobAccepted, JobList, JobLogs, Results, job_json
+from api.schemas import EXECUTOR_AWAY, Job, JobAccepted, JobList, JobLogs, Results, job_json
 from core.domain.states import JobStatus
+from core.executors.base import ExecutorUnavailable
 from core.services import lifecycle, logs, queries, submission
 from core.services.context import Context
 from core.storage.base import ObjectNotFound
@@ -77,7 +78,7 @@ async def cancel_job(job_id: uuid.UUID, caller: Caller = Depends(tenant_only), c
     return job_json(row)
 
 
-@router.get("/jobs/{job_id}/logs", response_model=JobLogs)
+@router.get("/jobs/{job_id}/logs", response_model=JobLogs, responses={503: EXECUTOR_AWAY})
 async def get_logs(
     job_id: uuid.UUID,
     tail: int | None = Query(None, ge=1, le=100_000, description="Only the last N lines"),
@@ -107,7 +108,11 @@ async def stream_logs(
         nonlocal job, offset
         finished = False
         while True:
-            chunk = await threads.run(logs.read, ctx, job, spec, offset)
+            try:
+                chunk = await threads.run(logs.read, ctx, job, spec, offset)
+            except ExecutorUnavailable:  # the live log cannot be read now: the stream waits, as for new lines
+                await asyncio.sleep(STREAM_POLL_SECONDS)
+                continue
             if chunk:
                 cut = chunk.rfind(b"\n") + 1 if b"\n" in chunk and len(chunk) == logs.CHUNK else len(chunk)
                 chunk = chunk[:cut]

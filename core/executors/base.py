@@ -33,6 +33,11 @@ class StillRunning(RuntimeError):
     """The executor has not stopped the job yet (e.g. a cancel is in progress); collect later."""
 
 
+class ExecutorUnavailable(RuntimeError):
+    """What the executor runs on (the Kubernetes API server) cannot be reached, or answers that it cannot
+    serve now: nothing is wrong with the request, it may be repeated shortly.  The API answers 503."""
+
+
 @dataclass(frozen=True)
 class CollectedResults:
     """What a finished job left behind, after it was copied to the result store."""
@@ -66,7 +71,9 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
-        """Up to ``limit`` bytes of the running job's log from ``start``; None when there is no live log."""
+        """Up to ``limit`` bytes of the running job's log from ``start``; None when there is no live log.
+
+        Raises :class:`ExecutorUnavailable` when the log cannot be read now."""
 
     @abc.abstractmethod
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
@@ -82,4 +89,6 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def capacity(self) -> dict:
-        """What the executor can run on: the machine (local) or the nodes (kubernetes)."""
+        """What the executor can run on: the machine (local) or the nodes (kubernetes).
+
+        Raises :class:`ExecutorUnavailable` when that cannot be read now."""

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from pathlib import Path
 
+import httpx
 import pytest
 from kubernetes import client
 
+from core.executors.kubernetes.manifests import job_dir
 from tests.integration.harness import Api, wait_until
 from tests.kube.conftest import square_variant
 
@@ -89,3 +93,57 @@ def test_two_tenants_at_once_each_within_its_quota(kstack, cluster):
     core = client.CoreV1Api(cluster.api_client())
     hard = {t["tenant_id"]: core.list_namespaced_resource_quota(t["namespace"]).items[0].spec.hard for t in (a, b)}
     assert hard[a["tenant_id"]]["limits.memory"] != hard[b["tenant_id"]]["limits.memory"]
+
+
+def _simulation_processes(job_id: str) -> list[int]:
+    """Processes of the job's containers on the node agent (they carry JOB_DIR=/results/<job_id>)."""
+    wanted = f"JOB_DIR={job_dir(job_id)}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and wanted in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            continue  # exited meanwhile
+    return found
+
+
+def test_an_api_server_restart_loses_no_job(kstack, cluster, tmp_path):
+    """The API server killed while a job runs, and started again once that job ended, two more were
+    submitted and the controller-manager gave up its leadership: every job ends SUCCEEDED with its results;
+    meanwhile what needs the server is a 503, and the job's log stream waits instead of breaking."""
+    api = Api(kstack.url, kstack.env["ADMIN_KEY"])
+    tenant = api.register(max_cpu=2, max_memory_gi=4, max_concurrent_jobs=2)
+    running = api.submit_ok(tenant, square_variant(tmp_path, "slow.zip", end="40000").read_bytes())
+    api.wait_status(tenant, running, "RUNNING", timeout=300)
+    wait_until(lambda: _simulation_processes(running), 60, f"the processes of job {running}")
+    stream: list[str] = []
+
+    def follow() -> None:
+        with httpx.stream("GET", f"{kstack.url}/jobs/{running}/logs/stream", headers=api.auth(tenant),
+                          timeout=httpx.Timeout(10, read=60)) as r:
+            stream.extend(r.iter_lines())
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    with cluster.apiserver_down():
+        assert _simulation_processes(running), "the run ended before the API server went away: lengthen it"
+        later = [api.submit_ok(tenant, "square.zip") for _ in range(2)]
+        logs = api.http.get(f"/jobs/{running}/logs", headers=api.auth(tenant))
+        assert logs.status_code == 503 and "Kubernetes API server" in logs.json()["detail"], logs.text
+        assert logs.headers["Retry-After"].isdigit()
+        assert api.http.get("/admin/cluster", headers=api.admin).status_code == 503
+        wait_until(lambda: not _simulation_processes(running), 120, f"job {running} ending while the server is away")
+        # Long enough for the controller-manager to give up its leadership (it exits; the cluster starts it
+        # again), as in an upgrade of the control plane.
+        wait_until(lambda: not cluster.running("kube-controller-manager"), 60, "the controller-manager giving up")
+        assert api.job(tenant, running)["status"] == "RUNNING"  # nobody could tell yet
+    for job_id, timeout in ((running, 120), *((j, 60) for j in later)):  # within the test's own 300 s
+        job = api.wait_status(tenant, job_id, timeout=timeout)
+        assert (job["status"], job["exit_code"]) == ("SUCCEEDED", 0), job
+    for job_id in [running, *later]:
+        assert "sumo.log" in {f["name"] for f in api.wait_results(tenant, job_id, timeout=30)["files"]}
+    reader.join(timeout=120)
+    assert not reader.is_alive(), "the log stream did not end with the job"
+    fields = [line for line in stream if line.startswith(("event:", "data:"))]
+    assert fields[-2:-1] == ["event: status"] and '"SUCCEEDED"' in fields[-1], f"the stream ended with {stream[-6:]}"

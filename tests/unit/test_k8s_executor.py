@@ -1,4 +1,5 @@
-"""Executor pieces that need no cluster: the input re-pack, the collector output parser and its archive."""
+"""Executor pieces that need no cluster: the input re-pack, the collector output parser and its archive, and
+which API server failures mean "away, try again"."""
 from __future__ import annotations
 
 import io
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
-from core.executors.base import JobSpec
-from core.executors.kubernetes.executor import KubernetesExecutor, extract_listed, parse_collector_log
+from core.executors.base import ExecutorUnavailable, JobSpec
+from core.executors.kubernetes.executor import KubernetesExecutor, _api_server, extract_listed, parse_collector_log
 from core.settings import Settings
 from core.storage.local import LocalStore
 
@@ -352,3 +355,24 @@ def test_quota_wait_lasts_until_the_controller_applied_the_new_values():
     ex.core = Core()
     ex._wait_quota_settled("ns")
     assert Core.calls == 2
+
+
+@pytest.mark.parametrize("failure", [
+    MaxRetryError(None, "/api/v1/pods", reason=NewConnectionError(None, "Connection refused")),
+    ReadTimeoutError(None, "/api/v1/pods", "read timed out"),
+    ApiException(status=503, reason="Service Unavailable"),
+    ApiException(status=500, reason="Internal Server Error"),
+    ApiException(status=429, reason="Too Many Requests"),
+])
+def test_an_api_server_away_is_unavailable_not_an_error(failure):
+    with pytest.raises(ExecutorUnavailable, match="Kubernetes API server"):
+        with _api_server("testing"):
+            raise failure
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
+def test_a_refusal_stays_what_it_is(status):
+    with pytest.raises(ApiException) as raised:
+        with _api_server("testing"):
+            raise ApiException(status=status, reason="refused")
+    assert raised.value.status == status

@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -45,9 +46,11 @@ from typing import BinaryIO
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError
 
 from core.domain.states import JobStatus, StatusEvent
-from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec
+from core.executors.base import (LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, ExecutorUnavailable,
+                                 JobSpec)
 from core.executors.kubernetes import manifests as m
 from core.scenario.paths import normalize_entry_name
 from core.storage.base import ObjectNotFound, ObjectStore
@@ -58,6 +61,9 @@ COLLECT_TIMEOUT = 300.0
 MERGE = "application/merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 FIELD_MANAGER = "sumo-k8"
+#: Seconds an API request answered from the API server may wait for it (connect, read): a server that is
+#: away must not hold a request thread for long.
+READ_TIMEOUT = (5, 20)
 QUOTA_SETTLE_TIMEOUT = 60.0
 
 
@@ -111,6 +117,23 @@ def _ok(fn, *args, allow=(404, 409), **kw):
         if exc.status in allow:
             return None
         raise
+
+
+@contextlib.contextmanager
+def _api_server(doing: str):
+    """Turn "the API server is away" (no connection, a timeout, a 5xx or 429 answer) into
+    :class:`ExecutorUnavailable` for a caller answering a request; any other refusal stays what it is."""
+    try:
+        yield
+    except HTTPError as exc:
+        log.warning("Kubernetes API server unreachable while %s: %s", doing, exc)
+        raise ExecutorUnavailable("the Kubernetes API server cannot be reached; try again shortly") from exc
+    except ApiException as exc:
+        if exc.status != 429 and not 500 <= (exc.status or 0) < 600:
+            raise
+        log.warning("Kubernetes API server answered %s %s while %s", exc.status, exc.reason, doing)
+        raise ExecutorUnavailable(f"the Kubernetes API server cannot serve this now ({exc.status} {exc.reason}); "
+                                  "try again shortly") from exc
 
 
 class KubernetesExecutor(Executor):
@@ -309,25 +332,27 @@ class KubernetesExecutor(Executor):
         _ok(self.batch.delete_namespaced_job, m.job_name(spec.job_id), spec.namespace,
             propagation_policy="Foreground", allow=(404,))
 
-    def _job_pod(self, spec: JobSpec):
+    def _job_pod(self, spec: JobSpec, **kw):
         sel = f"{m.JOB_LABEL}={spec.job_id},{m.COMPONENT}={m.SIMULATION}"
-        pods = _ok(self.core.list_namespaced_pod, spec.namespace, label_selector=sel, allow=(404,))
+        pods = _ok(self.core.list_namespaced_pod, spec.namespace, label_selector=sel, allow=(404,), **kw)
         items = pods.items if pods else []
         return max(items, key=lambda p: p.metadata.creation_timestamp, default=None)
 
     def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
         """Bytes ``start:start+limit`` of the sumo container's log (read up to ``start+limit``)."""
-        pod = self._job_pod(spec)
-        if pod is None:
-            return None
-        try:
-            resp = self.core.read_namespaced_pod_log(pod.metadata.name, spec.namespace, container=m.MAIN_CONTAINER,
-                                                     limit_bytes=max(1, start + limit), _preload_content=False)
-        except ApiException as exc:
-            if exc.status in (400, 404):  # not started yet, or gone
+        with _api_server("reading a job's log"):
+            pod = self._job_pod(spec, _request_timeout=READ_TIMEOUT)
+            if pod is None:
                 return None
-            raise
-        return resp.data[start:start + limit]
+            try:
+                resp = self.core.read_namespaced_pod_log(
+                    pod.metadata.name, spec.namespace, container=m.MAIN_CONTAINER, limit_bytes=max(1, start + limit),
+                    _preload_content=False, _request_timeout=READ_TIMEOUT)
+            except ApiException as exc:
+                if exc.status in (400, 404):  # not started yet, or gone
+                    return None
+                raise
+            return resp.data[start:start + limit]
 
     # -- results -------------------------------------------------------------------------------
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
@@ -395,7 +420,11 @@ class KubernetesExecutor(Executor):
 
         running: dict[str, int] = {}
         sims: dict[str, int] = {}
-        for pod in self.core.list_pod_for_all_namespaces(field_selector="status.phase=Running").items:
+        with _api_server("listing nodes and pods"):
+            pods = self.core.list_pod_for_all_namespaces(field_selector="status.phase=Running",
+                                                         _request_timeout=READ_TIMEOUT).items
+            node_list = self.core.list_node(_request_timeout=READ_TIMEOUT).items
+        for pod in pods:
             node = pod.spec.node_name or ""
             running[node] = running.get(node, 0) + 1
             if (pod.metadata.labels or {}).get(m.COMPONENT) == m.SIMULATION:
@@ -407,7 +436,7 @@ class KubernetesExecutor(Executor):
                     "memory_gi": round(float(parse_quantity(q.get("memory", "0"))) / 2**30, 1)}
 
         nodes = []
-        for node in self.core.list_node().items:
+        for node in node_list:
             ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
             nodes.append({"name": node.metadata.name, "ready": ready,
                           "schedulable": not node.spec.unschedulable,
