@@ -1,8 +1,8 @@
 """The FastAPI application: routers, middleware and the error contract.
 
 Every refusal is a JSON ``{"detail": ...}`` with a 4xx status naming the
-problem; an executor that cannot be reached (the Kubernetes API server away)
-is a 503 with ``Retry-After``; unexpected errors are logged with a request id
+problem; a dependency that cannot be reached (PostgreSQL, the Kubernetes API
+server: :mod:`core.unavailable`) is a 503 with ``Retry-After``; unexpected errors are logged with a request id
 and answered 500 without internals.
 """
 from __future__ import annotations
@@ -23,10 +23,10 @@ from api.metrics import AccessMetrics
 from api.routes import admin, auth, health, jobs, tenants
 from core import gc_policy
 from core.db.repository import InvalidCursor
-from core.executors.base import ExecutorUnavailable
 from core.scenario import ScenarioError
 from core.services.errors import ServiceError
 from core.settings import get_settings
+from core.unavailable import Unavailable
 from workers.logging_setup import configure_logging
 
 log = logging.getLogger("api")
@@ -73,8 +73,10 @@ def create_app() -> FastAPI:
     async def scenario_error(_: Request, exc: ScenarioError):
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
-    @app.exception_handler(ExecutorUnavailable)
-    async def executor_unavailable(_: Request, exc: ExecutorUnavailable):
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable):
+        log.warning("request %s %s %s: %s (%s)", getattr(request.state, "request_id", "-"), request.method,
+                    request.url.path, exc, exc.__cause__ or "")
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(InvalidCursor)

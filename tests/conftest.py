@@ -42,9 +42,12 @@ BASE_ENV = {
 def make_stack(tmp_path_factory):
     started = []
 
-    def make(name: str = "stack", **env):
+    def make(name: str = "stack", *, durable: bool = False, **env):
+        """A stack; its PostgreSQL skips fsync and synchronous commits unless ``durable`` (a test that crashes
+        PostgreSQL needs what was committed to survive, as it does in production)."""
         stack = start_stack(
-            tmp_path_factory.mktemp(name), env_overrides={**BASE_ENV, **env}, api_workers=1, persistent=False, fast_db=True
+            tmp_path_factory.mktemp(name), env_overrides={**BASE_ENV, **env}, api_workers=1, persistent=False,
+            fast_db=not durable,
         )
         started.append(stack)
         return stack

@@ -12,6 +12,7 @@ from core import gc_policy
 from core.services.context import get_context
 from core.services.sweeper import sweep
 from core.settings import get_settings
+from core.unavailable import Unavailable
 from workers.logging_setup import configure_logging
 
 log = logging.getLogger("workers.sweeper")
@@ -29,6 +30,8 @@ def main() -> None:
     while not stop.is_set():
         try:
             sweep(ctx)
+        except Unavailable as exc:  # e.g. PostgreSQL restarting: expected to pass, no traceback each interval
+            log.warning("sweep skipped: %s", exc)
         except Exception:
             log.exception("sweep failed; retrying at the next interval")
         stop.wait(settings.sweep_interval_seconds)

@@ -5,6 +5,7 @@ import abc
 from dataclasses import dataclass
 
 from core.storage.base import ObjectStore
+from core.unavailable import Unavailable
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,9 @@ class StillRunning(RuntimeError):
     """The executor has not stopped the job yet (e.g. a cancel is in progress); collect later."""
 
 
-class ExecutorUnavailable(RuntimeError):
+class ExecutorUnavailable(Unavailable):
     """What the executor runs on (the Kubernetes API server) cannot be reached, or answers that it cannot
-    serve now: nothing is wrong with the request, it may be repeated shortly.  The API answers 503."""
+    serve now."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Each test runs its own stack, since it kills parts of it.
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 
 from core.db.engine import sqlalchemy_url
 
-from devstack.services import start_redis
+from devstack.services import start_postgres, start_redis
 from tests.integration.harness import ZIPS, Api, wait_until
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
@@ -34,17 +35,31 @@ def _kill_redis(stack):
     return restart
 
 
-def _long_square() -> bytes:
-    """square.zip simulating 10⁹ s: runs far longer than any test waits."""
+def _long_square(end: int = 1_000_000_000) -> bytes:
+    """square.zip simulating ``end`` seconds; by default (10⁹ s) far longer than any test waits, its
+    vehicles keep coming: 40000 s run for a few seconds."""
     buf = io.BytesIO()
     with zipfile.ZipFile(ZIPS / "square.zip") as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             data = src.read(info)
             if info.filename.endswith(".sumocfg"):
-                data = data.replace(b'<end value="100"/>', b'<end value="1000000000"/>')
-                assert b"1000000000" in data
+                data = data.replace(b'<end value="100"/>', f'<end value="{end}"/>'.encode())
+                assert str(end).encode() in data
             dst.writestr(info.filename, data)
     return buf.getvalue()
+
+
+def _sumo_of(job_id: str) -> list[int]:
+    """The local executor's ``sumo`` processes of a job (they run in its work directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "sumo" \
+                    and job_id in os.readlink(proc / "cwd"):
+                found.append(int(proc.name))
+        except OSError:
+            continue  # exited meanwhile
+    return found
 
 
 def _all_succeeded(api, tenant, ids):
@@ -140,3 +155,43 @@ def test_cancel_sent_while_redis_is_down_still_stops_the_run(make_stack):
     log_text = api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"]
     assert "Reason: Interrupted" in log_text, "SUMO was stopped by the signal"
     assert api.job(tenant, job_id)["status"] == "CANCELLED"
+
+
+def _kill_postgres(stack):
+    """Kill PostgreSQL, as a crash would; returns what starts it again on its port and data (crash recovery)."""
+    pg = stack.service("postgres")
+    port = int(pg.url.rsplit(":", 1)[1].split("/")[0])
+    pg.kill()
+
+    def restart():
+        stack.services[stack.services.index(pg)] = start_postgres(Path(pg.log_path).parent, port=port)
+    return restart
+
+
+def test_postgres_restarted_mid_run_loses_no_job(make_stack, tmp_path):
+    """PostgreSQL killed while a job runs and started again once the run ended: the job ends SUCCEEDED with
+    its results; meanwhile every request answers 503 naming the database, and a submission refused then
+    goes through when repeated with its Idempotency-Key."""
+    stack = make_stack("postgres-restart", durable=True)
+    api = Api(stack.url, stack.env["ADMIN_KEY"])
+    tenant = api.register(max_concurrent_jobs=2)
+    job_id = api.submit_ok(tenant, _long_square(end=40000))
+    api.wait_status(tenant, job_id, "RUNNING", timeout=60)
+    wait_until(lambda: _sumo_of(job_id), 60, f"the sumo process of job {job_id}")
+
+    restart = _kill_postgres(stack)
+    read = api.http.get(f"/jobs/{job_id}", headers=api.auth(tenant))
+    assert read.status_code == 503 and "PostgreSQL" in read.json()["detail"], read.text
+    assert read.headers["Retry-After"].isdigit()
+    refused = api.submit(tenant, "square.zip", idempotency_key="during-the-outage")
+    assert refused.status_code == 503 and "PostgreSQL" in refused.json()["detail"], refused.text
+    ready = api.http.get("/ready")
+    assert ready.status_code == 503 and ready.json()["checks"]["postgres"].startswith("unreachable")
+    wait_until(lambda: not _sumo_of(job_id), 120, f"job {job_id}'s run ending while PostgreSQL is down")
+    restart()
+
+    assert api.wait_status(tenant, job_id, timeout=120)["status"] == "SUCCEEDED"
+    assert "sumo.log" in {f["name"] for f in api.wait_results(tenant, job_id, timeout=60)["files"]}
+    again = api.submit(tenant, "square.zip", idempotency_key="during-the-outage")
+    assert again.status_code == 202, again.text
+    assert api.wait_status(tenant, again.json()["job_id"], timeout=120)["status"] == "SUCCEEDED"

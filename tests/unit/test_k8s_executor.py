@@ -366,13 +366,13 @@ def test_quota_wait_lasts_until_the_controller_applied_the_new_values():
 ])
 def test_an_api_server_away_is_unavailable_not_an_error(failure):
     with pytest.raises(ExecutorUnavailable, match="Kubernetes API server"):
-        with _api_server("testing"):
+        with _api_server():
             raise failure
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
 def test_a_refusal_stays_what_it_is(status):
     with pytest.raises(ApiException) as raised:
-        with _api_server("testing"):
+        with _api_server():
             raise ApiException(status=status, reason="refused")
     assert raised.value.status == status

@@ -120,18 +120,16 @@ def _ok(fn, *args, allow=(404, 409), **kw):
 
 
 @contextlib.contextmanager
-def _api_server(doing: str):
+def _api_server():
     """Turn "the API server is away" (no connection, a timeout, a 5xx or 429 answer) into
     :class:`ExecutorUnavailable` for a caller answering a request; any other refusal stays what it is."""
     try:
         yield
     except HTTPError as exc:
-        log.warning("Kubernetes API server unreachable while %s: %s", doing, exc)
         raise ExecutorUnavailable("the Kubernetes API server cannot be reached; try again shortly") from exc
     except ApiException as exc:
         if exc.status != 429 and not 500 <= (exc.status or 0) < 600:
             raise
-        log.warning("Kubernetes API server answered %s %s while %s", exc.status, exc.reason, doing)
         raise ExecutorUnavailable(f"the Kubernetes API server cannot serve this now ({exc.status} {exc.reason}); "
                                   "try again shortly") from exc
 
@@ -340,7 +338,7 @@ class KubernetesExecutor(Executor):
 
     def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
         """Bytes ``start:start+limit`` of the sumo container's log (read up to ``start+limit``)."""
-        with _api_server("reading a job's log"):
+        with _api_server():
             pod = self._job_pod(spec, _request_timeout=READ_TIMEOUT)
             if pod is None:
                 return None
@@ -420,7 +418,7 @@ class KubernetesExecutor(Executor):
 
         running: dict[str, int] = {}
         sims: dict[str, int] = {}
-        with _api_server("listing nodes and pods"):
+        with _api_server():
             pods = self.core.list_pod_for_all_namespaces(field_selector="status.phase=Running",
                                                          _request_timeout=READ_TIMEOUT).items
             node_list = self.core.list_node(_request_timeout=READ_TIMEOUT).items
