@@ -11,10 +11,6 @@ from core.domain.tenants import TENANT_ID_PATTERN
 LIMIT = dict(ge=1, le=10_000)
 
 
-#: OpenAPI entry of a 503: what the executor runs on (the Kubernetes API server) is away for now.
-EXECUTOR_AWAY = {"description": "The Kubernetes API server cannot be reached now; repeat after Retry-After seconds"}
-
-
 class TenantCreate(BaseModel):
     tenant_id: str = Field(..., min_length=1, max_length=58, examples=["acme"])
     max_cpu: int | None = Field(None, description="Default: DEFAULT_MAX_CPU", **LIMIT)

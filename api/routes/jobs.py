@@ -13,12 +13,12 @@ from sse_starlette.sse import EventSourceResponse
 
 from api import forms, threads
 from api.deps import Caller, context, submitting_tenant, tenant_only
-from api.schemas import EXECUTOR_AWAY, Job, JobAccepted, JobList, JobLogs, Results, job_json
+from api.schemas import Job, JobAccepted, JobList, JobLogs, Results, job_json
 from core.domain.states import JobStatus
-from core.executors.base import ExecutorUnavailable
 from core.services import lifecycle, logs, queries, submission
 from core.services.context import Context
 from core.storage.base import ObjectNotFound
+from core.unavailable import Unavailable
 
 router = APIRouter(tags=["jobs"])
 STREAM_POLL_SECONDS = 0.25
@@ -78,7 +78,7 @@ async def cancel_job(job_id: uuid.UUID, caller: Caller = Depends(tenant_only), c
     return job_json(row)
 
 
-@router.get("/jobs/{job_id}/logs", response_model=JobLogs, responses={503: EXECUTOR_AWAY})
+@router.get("/jobs/{job_id}/logs", response_model=JobLogs)
 async def get_logs(
     job_id: uuid.UUID,
     tail: int | None = Query(None, ge=1, le=100_000, description="Only the last N lines"),
@@ -108,11 +108,7 @@ async def stream_logs(
         nonlocal job, offset
         finished = False
         while True:
-            try:
-                chunk = await threads.run(logs.read, ctx, job, spec, offset)
-            except ExecutorUnavailable:  # the live log cannot be read now: the stream waits, as for new lines
-                await asyncio.sleep(STREAM_POLL_SECONDS)
-                continue
+            chunk = await _patiently(logs.read, ctx, job, spec, offset)
             if chunk:
                 cut = chunk.rfind(b"\n") + 1 if b"\n" in chunk and len(chunk) == logs.CHUNK else len(chunk)
                 chunk = chunk[:cut]
@@ -122,13 +118,23 @@ async def stream_logs(
             if finished:
                 yield {"event": "status", "data": json.dumps(_jsonable(_status_payload(job)))}
                 return
-            job = await threads.run(queries.job_view, ctx, str(job_id), caller.tenant_id)
+            job = await _patiently(queries.job_view, ctx, str(job_id), caller.tenant_id)
             if JobStatus(job["status"]).is_terminal:
                 finished = True  # one more read drains what was written before the end
                 continue
             await asyncio.sleep(STREAM_POLL_SECONDS)
 
     return EventSourceResponse(events(), ping=15)
+
+
+async def _patiently(fn, *args):
+    """``fn(*args)`` on the service's threads for a log stream: while something it needs is away
+    (:class:`Unavailable`), wait and ask again, as the stream waits for new lines."""
+    while True:
+        try:
+            return await threads.run(fn, *args)
+        except Unavailable:
+            await asyncio.sleep(STREAM_POLL_SECONDS)
 
 
 @router.get("/jobs/{job_id}/results", response_model=Results)
