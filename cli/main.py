@@ -25,6 +25,11 @@ from rich.table import Table
 app = typer.Typer(help="Run SUMO scenarios on a sumo-k8 service.", no_args_is_help=True)
 console = Console(stderr=True)
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+POLL_SECONDS = 1.0
+#: A log stream without a byte for this long is taken as dropped (the service pings every 15 s).
+STREAM_READ_TIMEOUT = 60.0
+#: How long ``logs --follow`` keeps trying to resume a dropped stream.
+RECONNECT_SECONDS = 300.0
 
 
 class Options:
@@ -111,12 +116,31 @@ def submit(
         _follow(job["job_id"])
 
 
+def _away(response: httpx.Response) -> float | None:
+    """Seconds to wait when the service says it cannot serve now (503 with Retry-After), else None."""
+    if response.status_code != 503:
+        return None
+    retry_after = response.headers.get("Retry-After", "")
+    return float(retry_after) if retry_after.isdigit() else POLL_SECONDS
+
+
 def _follow(job_id: str, timeout: float = 86400) -> dict:
+    """Poll the job (cheaply: If-None-Match) until it ends; a service that is away for a while
+    (unreachable, or 503) is waited out, up to ``timeout`` in all."""
     deadline = time.monotonic() + timeout
     etag, last = None, None
     with client() as c, console.status("waiting") as status:
         while time.monotonic() < deadline:
-            r = c.get(f"/jobs/{job_id}", headers={"If-None-Match": etag} if etag else {})
+            try:
+                r = c.get(f"/jobs/{job_id}", headers={"If-None-Match": etag} if etag else {})
+            except httpx.TransportError as exc:
+                status.update(f"{last or 'waiting'} (the service cannot be reached: {exc}; trying again)")
+                time.sleep(POLL_SECONDS)
+                continue
+            if (wait := _away(r)) is not None:
+                status.update(f"{last or 'waiting'} (the service is away: {r.json().get('detail')}; trying again)")
+                time.sleep(wait)
+                continue
             if r.status_code != 304:
                 job = check(r)
                 etag = r.headers.get("ETag")
@@ -133,7 +157,7 @@ def _follow(job_id: str, timeout: float = 86400) -> dict:
                         console.print(f"[red]{job.get('error') or job['status']}[/red]")
                         raise typer.Exit(1)
                     return job
-            time.sleep(1)
+            time.sleep(POLL_SECONDS)
     raise typer.Exit(3)
 
 
@@ -185,18 +209,56 @@ def logs(job_id: str, follow: bool = typer.Option(False, "--follow", "-f"), tail
             params = {"tail": tail} if tail else {}
             sys.stdout.write(check(c.get(f"/jobs/{job_id}/logs", params=params))["logs"])
             return
-        with c.stream("GET", f"/jobs/{job_id}/logs/stream", timeout=None) as r:
-            if r.status_code >= 400:
-                r.read()
-                check(r)
-            event = None
-            for line in r.iter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:") and event == "log":
-                    sys.stdout.write(line[5:].removeprefix(" ") + "\n")
-                elif line.startswith("data:") and event == "status":
-                    console.print(f"job ended: {json.loads(line[5:])['status']}")
+        _follow_log(c, job_id)
+
+
+def _follow_log(c: httpx.Client, job_id: str) -> None:
+    """Print the job's log as it grows, until the job ends.  A dropped stream (the service restarted, the
+    network) is resumed where it broke (``Last-Event-ID``), so every line is printed once; the command gives
+    up when no stream could be opened for RECONNECT_SECONDS."""
+    last_id, broken_since = None, None
+    while True:
+        try:
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            with c.stream("GET", f"/jobs/{job_id}/logs/stream", headers=headers,
+                          timeout=httpx.Timeout(30, read=STREAM_READ_TIMEOUT)) as r:
+                if _away(r) is None and r.status_code >= 400:
+                    r.read()
+                    check(r)
+                if r.status_code == 200:
+                    broken_since = None
+                    for event, event_id, data in _sse_events(r.iter_lines()):
+                        if event == "log":
+                            sys.stdout.write(data + "\n")
+                            sys.stdout.flush()
+                            last_id = event_id or last_id
+                        elif event == "status":
+                            console.print(f"job ended: {json.loads(data)['status']}")
+                            return
+        except httpx.TransportError:
+            pass  # resumed below
+        broken_since = broken_since or time.monotonic()
+        if time.monotonic() - broken_since > RECONNECT_SECONDS:
+            console.print(f"[red]the log stream of {job_id} broke and could not be resumed[/red]")
+            raise typer.Exit(2)
+        time.sleep(POLL_SECONDS)
+
+
+def _sse_events(lines):
+    """(event, id, data) for each complete server-sent event; one cut short by a dropped stream is not
+    yielded, so a resumed stream sends it whole again."""
+    event, event_id, data = "message", None, []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, event_id, "\n".join(data)
+            event, event_id, data = "message", None, []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
 
 
 @app.command()

@@ -97,7 +97,8 @@ async def stream_logs(
     caller: Caller = Depends(tenant_only),
     ctx: Context = Depends(context),
 ):
-    """Server-sent events: ``log`` events (id = byte offset), then one ``status`` event when the job ends."""
+    """Server-sent events: ``log`` events (id = byte offset; whole lines), then one ``status`` event when the
+    job ends."""
     job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
     try:
         offset = max(0, int(last_event_id)) if last_event_id else 0
@@ -108,10 +109,8 @@ async def stream_logs(
         nonlocal job, offset
         finished = False
         while True:
-            chunk = await _patiently(logs.read, ctx, job, spec, offset)
+            chunk = logs.whole_lines(await _patiently(logs.read, ctx, job, spec, offset), final=finished)
             if chunk:
-                cut = chunk.rfind(b"\n") + 1 if b"\n" in chunk and len(chunk) == logs.CHUNK else len(chunk)
-                chunk = chunk[:cut]
                 offset += len(chunk)
                 yield {"event": "log", "id": str(offset), "data": chunk.decode("utf-8", errors="replace")}
                 continue

@@ -30,6 +30,17 @@ def read(ctx: Context, job: dict, spec: JobSpec, start: int, limit: int = CHUNK)
     return ctx.executor.read_live_log(spec, start, limit) or b""
 
 
+def whole_lines(chunk: bytes, *, final: bool) -> bytes:
+    """The part of ``chunk`` (read at the log's current end) to send now: up to its last line break (LF or
+    CR), so each piece is whole lines, which a client can print as they come; a line still being written
+    waits for its end.  All of it when the log is ``final`` (nothing more will be written) or when one line
+    fills a whole read."""
+    end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1
+    if end:
+        return chunk[:end]  # the rest comes with the next read
+    return chunk if final or len(chunk) >= CHUNK else b""
+
+
 def whole(ctx: Context, job: dict, spec: JobSpec, tail: int | None = None) -> str:
     """The log as text; with ``tail``, only its last lines (read in chunks, never all in memory twice)."""
     offset = 0

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.harness import ZIPS
+from tests.integration.harness import ZIPS, wait_until
 
 
 def run_cli(stack, tenant, *args, cwd=None, url=None):
@@ -66,3 +66,42 @@ def test_the_key_stays_out_of_help_and_an_unreachable_service_is_one_line(stack,
         down = run_cli(stack, tenant, "jobs", url=f"http://127.0.0.1:{s.getsockname()[1]}")
     assert down.returncode == 2
     assert "cannot reach http://127.0.0.1:" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_follow_and_wait_ride_out_an_api_restart(make_stack, tmp_path):
+    """The API killed and started again while a job runs: ``logs --follow`` resumes where its stream broke
+    (every line printed once) and ``status --wait`` keeps waiting; both report the end."""
+    from tests.integration.harness import Api
+    from tests.integration.test_recovery import _long_square
+
+    stack = make_stack("cli-api-restart")
+    api = Api(stack.url, stack.env["ADMIN_KEY"])
+    tenant = api.register()
+    job_id = api.submit_ok(tenant, _long_square(end=40000))
+    api.wait_status(tenant, job_id, "RUNNING", timeout=60)
+    env = {"SUMO_K8_URL": stack.url, "SUMO_K8_API_KEY": tenant["api_key"], "PATH": "/usr/bin:/bin", "COLUMNS": "120"}
+    followed = tmp_path / "followed.log"
+    with open(followed, "wb") as out:
+        follower = subprocess.Popen([sys.executable, "-m", "cli.main", "logs", job_id, "--follow"], env=env,
+                                    stdout=out, stderr=subprocess.PIPE, text=True)
+    waiter = subprocess.Popen([sys.executable, "-m", "cli.main", "status", job_id, "--wait"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: followed.stat().st_size > 0, 60, "the first lines of the followed log")
+        stack.procs["api"].kill()
+        stack.start_api(1)
+        _, follow_err = follower.communicate(timeout=180)
+        wait_out, wait_err = waiter.communicate(timeout=60)
+    finally:
+        for proc in (follower, waiter):
+            proc.kill()
+    assert follower.returncode == 0 and "job ended: SUCCEEDED" in follow_err, follow_err
+    assert waiter.returncode == 0 and f"{job_id}: SUCCEEDED" in wait_err, wait_err
+    api.wait_results(tenant, job_id)
+    whole = api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"]
+    assert _lines(followed.read_text()) == _lines(whole)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as a terminal shows them (SSE carries a CR as a line break)."""
+    return [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
