@@ -62,13 +62,17 @@ def client() -> Iterator[httpx.Client]:
 
 def check(response: httpx.Response) -> dict:
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text
-        console.print(f"[red]{response.status_code}: {detail}[/red]")
+        console.print(f"[red]{response.status_code}: {_detail(response)}[/red]")
         raise typer.Exit(1)
     return response.json()
+
+
+def _detail(response: httpx.Response) -> str:
+    """What the service said was wrong (its ``detail``), or the body as it is (e.g. a proxy's page)."""
+    try:
+        return str(response.json().get("detail"))
+    except (ValueError, AttributeError):
+        return response.text
 
 
 def _upload_with_progress(path: Path, progress: Progress):
@@ -138,7 +142,7 @@ def _follow(job_id: str, timeout: float = 86400) -> dict:
                 time.sleep(POLL_SECONDS)
                 continue
             if (wait := _away(r)) is not None:
-                status.update(f"{last or 'waiting'} (the service is away: {r.json().get('detail')}; trying again)")
+                status.update(f"{last or 'waiting'} (the service is away: {_detail(r)}; trying again)")
                 time.sleep(wait)
                 continue
             if r.status_code != 304:
