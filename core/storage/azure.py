@@ -4,6 +4,14 @@ Configured by a connection string.  The container is created on first use if
 it does not exist.  ``presigned_url`` returns a read-only blob SAS URL when
 the connection string carries an ``AccountKey``; with a SAS-token or
 credential-less connection string nothing can sign and it returns None.
+
+When the account cannot be reached or cannot serve now (refused, reset, timed
+out, 5xx, 429) a call raises :class:`~core.storage.base.StoreUnavailable`.
+Each request is tried at most 3 times, 2–4 s then 4–6 s apart (the SDK's
+default: 4 times, about 18, 24 and 42 s apart), with 5 s to connect and 20 s
+per read; so a refused port fails in under 10 s, an address that never
+answers in about 25 s, and a server that accepts and then says nothing in
+about 70 s.
 """
 from __future__ import annotations
 
@@ -14,10 +22,13 @@ from typing import Any, BinaryIO
 
 from azure.core.exceptions import (
     HttpResponseError,
+    IncompleteReadError,
     ResourceExistsError,
     ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
 )
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ExponentialRetry, generate_blob_sas
 
 from core.storage.base import (
     CHUNK_SIZE,
@@ -25,9 +36,26 @@ from core.storage.base import (
     ObjectNotFound,
     ObjectStore,
     check_key,
+    unavailable_when,
 )
 
 _MAX_CONCURRENCY = 4
+
+
+def _unreachable(exc: Exception) -> bool:
+    """The account cannot serve now: no connection (refused, reset, timed out, a body cut short), or an answer
+    that says so (5xx, 429).  Any other answer (403, 404, ...) refuses this request."""
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, IncompleteReadError)):
+        return True
+    if isinstance(exc, HttpResponseError):
+        if exc.status_code is None:  # how the downloader reports a chunk it failed to read 3 times
+            inner = exc.inner_exception
+            return isinstance(inner, Exception) and inner is not exc and _unreachable(inner)
+        return exc.status_code >= 500 or exc.status_code == 429
+    return False
+
+
+_reachable = unavailable_when("Azure Blob", _unreachable)
 
 
 def _rechunk(chunks: Iterator[bytes], chunk_size: int) -> Iterator[bytes]:
@@ -53,6 +81,10 @@ class AzureBlobStore(ObjectStore):
                 connection_string,
                 max_single_get_size=4 * CHUNK_SIZE,
                 max_chunk_get_size=4 * CHUNK_SIZE,
+                connection_timeout=5,
+                read_timeout=20,
+                retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2,
+                                              random_jitter_range=1),
             )
         self.service = service_client
         self.container_name = container
@@ -71,17 +103,20 @@ class AzureBlobStore(ObjectStore):
         return self.container.get_blob_client(key)
 
     # -- writes ---------------------------------------------------------------
+    @_reachable
     def put_file(self, key: str, path: Path) -> None:
         blob = self._blob(key)
         path = Path(path)
         with open(path, "rb") as fh:
             blob.upload_blob(fh, length=path.stat().st_size, overwrite=True, max_concurrency=_MAX_CONCURRENCY)
 
+    @_reachable
     def put_stream(self, key: str, stream: BinaryIO) -> None:
         blob = self._blob(key)
         blob.upload_blob(stream, overwrite=True, max_concurrency=_MAX_CONCURRENCY)
 
     # -- reads ----------------------------------------------------------------
+    @_reachable
     def iter_bytes(self, key: str, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
         blob = self._blob(key)
         try:
@@ -95,6 +130,7 @@ class AzureBlobStore(ObjectStore):
             raise
         return _rechunk(downloader.chunks(), chunk_size)
 
+    @_reachable
     def size(self, key: str) -> int:
         blob = self._blob(key)
         try:
@@ -103,6 +139,7 @@ class AzureBlobStore(ObjectStore):
             raise ObjectNotFound(key) from None
         return int(props.size)
 
+    @_reachable
     def list(self, prefix: str) -> list[ObjectInfo]:
         self._ensure_ready()
         out = [
@@ -111,6 +148,7 @@ class AzureBlobStore(ObjectStore):
         ]
         return sorted(out, key=lambda o: o.key)
 
+    @_reachable
     def delete_prefix(self, prefix: str) -> None:
         for info in self.list(prefix):
             try:
@@ -118,6 +156,7 @@ class AzureBlobStore(ObjectStore):
             except ResourceNotFoundError:
                 pass
 
+    @_reachable
     def presigned_url(self, key: str, expires_seconds: int = 3600) -> str | None:
         blob = self._blob(key)
         credential = self.service.credential

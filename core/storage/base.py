@@ -5,20 +5,67 @@ Keys are ``/``-separated relative paths such as ``inputs/acme/<job>.zip`` or
 mapping them onto their own namespace (a directory, a bucket prefix, a
 container).  Keys are validated by :func:`check_key` so that a crafted result
 path can never escape the store's root.
+
+A cloud store that cannot be reached, or answers that it cannot serve now,
+surfaces as :class:`StoreUnavailable` (the API's 503).
 """
 from __future__ import annotations
 
 import abc
-import threading
+import functools
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
+
+from core.unavailable import Unavailable
 
 CHUNK_SIZE = 1024 * 1024
 
 
 class ObjectNotFound(KeyError):
     """Raised when a key does not exist in the store."""
+
+
+class StoreUnavailable(Unavailable):
+    """The object store cannot be reached, or answers that it cannot serve now (5xx, 429, throttling).
+
+    A refusal of the request itself (403, an invalid key) and :class:`ObjectNotFound` stay what they are.
+    """
+
+
+def unavailable_when(label: str, unreachable: Callable[[Exception], bool]):
+    """A decorator for a cloud backend's public methods: an error that ``unreachable`` recognises becomes
+    :class:`StoreUnavailable` naming the store (``label``: "S3", "GCS", "Azure Blob").
+
+    An iterator the method returns is watched the same way while it is read, since a streamed download can
+    lose its connection halfway.
+    """
+    message = f"the {label} result store cannot be reached; try again shortly"
+
+    @contextmanager
+    def translated() -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            if unreachable(exc):
+                raise StoreUnavailable(message) from exc
+            raise
+
+    def watched(chunks: Iterator[bytes]) -> Iterator[bytes]:
+        with translated():
+            yield from chunks
+
+    def decorate(method):
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            with translated():
+                result = method(*args, **kwargs)
+            return watched(result) if isinstance(result, Iterator) else result
+
+        return call
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -44,16 +91,16 @@ class ObjectStore(abc.ABC):
     kind: str = "abstract"
 
     _ready = False
-    _ready_lock = threading.Lock()
 
     def _ensure_ready(self) -> None:
-        """Create the bucket/container on first use, once per store object (thread-safe)."""
-        if self._ready:
-            return
-        with self._ready_lock:
-            if not self._ready:
-                self._create_namespace()
-                self._ready = True
+        """Create the bucket/container on first use.
+
+        Creating is idempotent, so concurrent first calls may each check.  No lock is held over the call:
+        while the store is away, callers queued behind one would each wait out the attempts of all before them.
+        """
+        if not self._ready:
+            self._create_namespace()
+            self._ready = True
 
     def _create_namespace(self) -> None:
         """Create the bucket or container if it is missing (backends that have one override this)."""

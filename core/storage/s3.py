@@ -4,6 +4,14 @@ Credentials come from boto3's usual chain (environment, shared config, the
 pod's IAM role) unless given explicitly.  ``endpoint_url`` points the client
 at a non-AWS server; path-style addressing is then used so that bucket names
 need no DNS.  The bucket is created on first use if it does not exist.
+
+When S3 cannot be reached or cannot serve now (refused, reset, timed out, 5xx,
+429, ``SlowDown``) a call raises :class:`~core.storage.base.StoreUnavailable`.
+Each request is tried at most 3 times (botocore's standard mode: a random
+backoff of up to 50 ms × 2ⁿ, 1 s × 2ⁿ when throttled), with 5 s to connect
+and 20 s per read (60 s each by default); so a refused port fails in under a
+second, an address that never answers in about 15 s, and a server that
+accepts and then says nothing in about 60 s.
 """
 from __future__ import annotations
 
@@ -12,9 +20,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from core.storage.base import (
     CHUNK_SIZE,
@@ -22,14 +32,32 @@ from core.storage.base import (
     ObjectNotFound,
     ObjectStore,
     check_key,
+    unavailable_when,
 )
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+_BUSY_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request accepts
 
 
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _unreachable(exc: Exception) -> bool:
+    """S3 cannot serve now: no connection (refused, reset, closed, timed out, a body cut short), or an answer
+    that says so (5xx, 429, a busy code).  Any other answer (403, 404, ...) refuses this request."""
+    if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, Exception):
+        exc = exc.__context__  # upload_file's wrapper around the ClientError it caught
+    if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 or status == 429 or _error_code(exc) in _BUSY_CODES
+    return False
+
+
+_reachable = unavailable_when("S3", _unreachable)
 
 
 class S3Store(ObjectStore):
@@ -50,7 +78,9 @@ class S3Store(ObjectStore):
         if client is None:
             config = Config(
                 signature_version="s3v4",
-                retries={"max_attempts": 5, "mode": "standard"},
+                retries={"total_max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=20,
                 # An explicit endpoint (MinIO, an emulator) is rarely reachable
                 # under virtual-host names such as <bucket>.127.0.0.1.
                 s3={"addressing_style": "path" if endpoint_url else "auto"},
@@ -83,17 +113,20 @@ class S3Store(ObjectStore):
                     raise
 
     # -- writes ---------------------------------------------------------------
+    @_reachable
     def put_file(self, key: str, path: Path) -> None:
         check_key(key)
         self._ensure_ready()
         self.client.upload_file(str(path), self.bucket, key, Config=self._transfer)
 
+    @_reachable
     def put_stream(self, key: str, stream: BinaryIO) -> None:
         check_key(key)
         self._ensure_ready()
         self.client.upload_fileobj(stream, self.bucket, key, Config=self._transfer)
 
     # -- reads ----------------------------------------------------------------
+    @_reachable
     def iter_bytes(self, key: str, chunk_size: int = CHUNK_SIZE, start: int = 0) -> Iterator[bytes]:
         check_key(key)
         self._ensure_ready()
@@ -122,6 +155,7 @@ class S3Store(ObjectStore):
 
         return gen()
 
+    @_reachable
     def size(self, key: str) -> int:
         check_key(key)
         self._ensure_ready()
@@ -133,6 +167,7 @@ class S3Store(ObjectStore):
             raise
         return int(response["ContentLength"])
 
+    @_reachable
     def list(self, prefix: str) -> list[ObjectInfo]:
         self._ensure_ready()
         out = []
@@ -142,6 +177,7 @@ class S3Store(ObjectStore):
                 out.append(ObjectInfo(key=item["Key"], size=int(item["Size"])))
         return sorted(out, key=lambda o: o.key)
 
+    @_reachable
     def delete_prefix(self, prefix: str) -> None:
         keys = [info.key for info in self.list(prefix)]
         for i in range(0, len(keys), _DELETE_BATCH):
@@ -154,6 +190,7 @@ class S3Store(ObjectStore):
             if errors:
                 raise RuntimeError(f"S3 refused to delete {len(errors)} object(s), e.g. {errors[0]}")
 
+    @_reachable
     def presigned_url(self, key: str, expires_seconds: int = 3600) -> str | None:
         check_key(key)
         self._ensure_ready()

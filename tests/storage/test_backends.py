@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import io
 import random
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from core.settings import Settings
-from core.storage.base import CHUNK_SIZE, ObjectInfo, ObjectNotFound, check_key
+from core.storage.base import CHUNK_SIZE, ObjectInfo, ObjectNotFound, StoreUnavailable, check_key
 from core.storage.factory import build_store
 from core.storage.local import LocalStore
+from devstack import emulators
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ["local", "pvc", "s3", "gcs", "azure"]
@@ -362,3 +366,70 @@ def test_prefixes_cannot_escape_the_store(store, store_settings, tmp_path, reque
             pass
     assert (outside / "f.txt").read_bytes() == b"keep me"
     assert store.list("") == [ObjectInfo("results/a.txt", 1)]
+
+
+# -- a cloud store that cannot be reached ------------------------------------------------------------
+#: How each cloud backend names itself in StoreUnavailable (the API's 503 detail).
+STORE_NAMES = {"s3": "S3", "gcs": "GCS", "azure": "Azure Blob"}
+#: Far above every backend's budget (its module docstring), far below google-cloud-storage's default 120 s.
+UNREACHABLE_BOUND_SECONDS = 60
+
+
+@pytest.fixture
+def closed_port():
+    """A port on 127.0.0.1 that refuses connections: bound, never listening, held until the test ends."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def _pointed_at(settings: Settings, port: int) -> Settings:
+    url = f"http://127.0.0.1:{port}"
+    return settings.model_copy(update={
+        "s3_endpoint_url": url,
+        "gcs_endpoint_url": url,
+        "azure_connection_string": emulators.azurite_connection_string(port),
+    })
+
+
+@pytest.mark.parametrize("store_settings", list(STORE_NAMES), indirect=True)
+def test_unreachable_store_raises_store_unavailable_in_bounded_time(store_settings, closed_port, tmp_path):
+    """Every call raises StoreUnavailable naming the store, within a bound: in a process that never reached
+    the store (the bucket check fails first), and in one that did before the store went away (each
+    call's own request fails)."""
+    settings = _pointed_at(store_settings, closed_port)
+    fresh = build_store(settings)
+    known = build_store(settings)
+    known._ready = True  # as if its bucket had been checked before the store went away
+    key = "results/acme/job-1/tripinfos.xml"
+    src = tmp_path / "tripinfos.xml"
+    src.write_bytes(b"<tripinfos/>")
+    calls = {
+        "put_bytes (first call)": lambda: fresh.put_bytes(key, b"data"),
+        "put_bytes": lambda: known.put_bytes(key, b"data"),
+        "put_file": lambda: known.put_file(key, src),
+        "get_bytes": lambda: known.get_bytes(key),
+        "exists": lambda: known.exists(key),
+        "list": lambda: known.list("results/acme/"),
+        "size": lambda: known.size(key),
+        "iter_bytes": lambda: known.iter_bytes(key),  # raises when asked, before any iteration
+        "delete_prefix": lambda: known.delete_prefix("results/acme/job-1/"),
+    }
+
+    def attempt(call):
+        started = time.monotonic()
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - checked below, by the main thread
+            return exc, time.monotonic() - started
+        return None, time.monotonic() - started
+
+    # Concurrently: each call waits out its own retries, so one test does not take the sum of them.
+    with ThreadPoolExecutor(len(calls)) as pool:
+        outcomes = dict(zip(calls, pool.map(attempt, calls.values())))
+    backend = _backend(store_settings)
+    print(f"\n{backend} against a closed port: " + ", ".join(f"{name} {s:.1f} s" for name, (_, s) in outcomes.items()))
+    for name, (exc, seconds) in outcomes.items():
+        assert isinstance(exc, StoreUnavailable), f"{name}: {exc!r}"
+        assert f"the {STORE_NAMES[backend]} result store cannot be reached" in str(exc), f"{name}: {exc}"
+        assert seconds < UNREACHABLE_BOUND_SECONDS, f"{name} took {seconds:.1f} s"
