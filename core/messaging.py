@@ -16,7 +16,7 @@ import dramatiq
 from dramatiq.message import Message
 
 from core.broker import WakingRedisBroker
-from core.domain.states import StatusEvent
+from core.domain.states import JobStatus, StatusEvent
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,12 @@ QUEUES = sorted({r.queue for r in ROUTES.values()})
 #: message's dispatch, fetch and acknowledgement and one database read per batch instead of per job.
 START_BATCH = 8
 START_ACTORS = {"local": ("run_simulation", None), "kubernetes": ("start_jobs", START_BATCH)}
+#: The states in which a job still depends on its start message, per executor: the sweeper re-sends the
+#: start of a job that stays in one of them (a lost message would leave it there).  The local executor's
+#: message runs the job to its end (PENDING: waiting for a slot; RUNNING); a Kubernetes start is done once
+#: the Job exists, and the watcher reports from there.  A re-send finds the job already handled and returns.
+AWAITING_START = {"local": (JobStatus.ADMITTED, JobStatus.PENDING, JobStatus.RUNNING),
+                  "kubernetes": (JobStatus.ADMITTED,)}
 
 #: Out of a million Redis commands, how many also re-queue the messages of
 #: workers whose heartbeat stopped.  Dramatiq's default (1000) can leave a

@@ -4,7 +4,9 @@ Redis may restart without persistence, or a worker may die holding a
 message.  The database is the source of truth: a job that has not moved
 since its last message for longer than ``SWEEP_GRACE_SECONDS`` gets that
 message again, and again after twice as long each time (a job that merely
-waits for a slot or for quota costs a few messages, not one per sweep).
+waits for a slot or for quota, or runs for hours, costs a few messages, not
+one per sweep).  Which jobs still depend on their start message is the
+executor's (:data:`core.messaging.AWAITING_START`).
 Receivers are idempotent, so a re-send that crosses a slow original is
 harmless.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from core.domain.states import JobStatus
+from core.messaging import AWAITING_START
 from core.services.context import Context, utcnow
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ def sweep(ctx: Context) -> dict[str, int]:
     grace = ctx.settings.sweep_grace_seconds
     with ctx.uow() as uow:
         tenants = uow.jobs.tenants_with_stalled_queue(now, grace)
-        to_start = uow.jobs.stalled([JobStatus.ADMITTED], now, grace)
+        to_start = uow.jobs.stalled(list(AWAITING_START[ctx.settings.executor]), now, grace)
         to_collect = uow.jobs.uncollected(now, grace)
         uow.jobs.mark_dispatched(to_start + to_collect, now)
         uow.jobs.mark_queue_dispatched(tenants, now)

@@ -195,3 +195,20 @@ def test_postgres_restarted_mid_run_loses_no_job(make_stack, tmp_path):
     again = api.submit(tenant, "square.zip", idempotency_key="during-the-outage")
     assert again.status_code == 202, again.text
     assert api.wait_status(tenant, again.json()["job_id"], timeout=120)["status"] == "SUCCEEDED"
+
+
+def test_a_run_lost_with_its_worker_and_redis_is_run_again(make_stack):
+    """A running job's simulation worker killed, and Redis restarted empty (its message gone with it): nothing
+    would ever run the job again but the sweeper, which re-sends the run of a job left RUNNING (or PENDING,
+    waiting for a slot) as it does the start of an ADMITTED one."""
+    stack = make_stack("lost-run")
+    api = Api(stack.url, stack.env["ADMIN_KEY"])
+    tenant = api.register()
+    job_id = api.submit_ok(tenant, _long_square(end=40000))
+    api.wait_status(tenant, job_id, "RUNNING", timeout=60)
+    stack.procs["simulations"].kill()
+    _kill_redis(stack)()
+    stack.start_simulation_workers(name="simulations-after")
+    job = api.wait_status(tenant, job_id, TERMINAL, timeout=120)
+    assert (job["status"], job["exit_code"]) == ("SUCCEEDED", 0), job
+    assert "sumo.log" in {f["name"] for f in api.wait_results(tenant, job_id, timeout=60)["files"]}
