@@ -1,8 +1,8 @@
 """The FastAPI application: routers, middleware and the error contract.
 
 Every refusal is a JSON ``{"detail": ...}`` with a 4xx status naming the
-problem; a dependency that cannot serve now (PostgreSQL, the Kubernetes API
-server: :mod:`core.unavailable`) is a 503 with ``Retry-After``; unexpected
+problem; a dependency that cannot serve now (PostgreSQL, the object store,
+the Kubernetes API server: :mod:`core.unavailable`) is a 503 with ``Retry-After``; unexpected
 errors are logged with a request id and answered 500 without internals.
 """
 from __future__ import annotations
@@ -32,8 +32,9 @@ from workers.logging_setup import configure_logging
 log = logging.getLogger("api")
 RETRY_AFTER_SECONDS = 5
 #: Every operation but the health checks may answer this (core.unavailable).
-UNAVAILABLE = {"description": "Something the service depends on (PostgreSQL; with EXECUTOR=kubernetes, the "
-                              "Kubernetes API server) cannot serve now; repeat after Retry-After seconds"}
+UNAVAILABLE = {"description": "Something the service depends on (PostgreSQL, the object store; with "
+                              "EXECUTOR=kubernetes, the Kubernetes API server) cannot serve now; repeat after "
+                              "Retry-After seconds"}
 
 
 def create_app() -> FastAPI:

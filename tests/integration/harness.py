@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import uuid
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -10,6 +11,22 @@ import httpx
 from devstack.services import wait_for as wait_until  # noqa: F401 — the one bounded poll, re-exported for tests
 
 ZIPS = Path(__file__).resolve().parents[2] / "test_networks" / "zips"
+
+
+def long_square(end: int = 1_000_000_000) -> bytes:
+    """square.zip simulating ``end`` seconds; by default (10⁹ s) far longer than any test waits, its
+    vehicles keep coming: 40000 s run for a few seconds."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(ZIPS / "square.zip") as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith(".sumocfg"):
+                data = data.replace(b'<end value="100"/>', f'<end value="{end}"/>'.encode())
+                assert str(end).encode() in data
+            dst.writestr(info.filename, data)
+    return buf.getvalue()
+
+
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.harness import ZIPS, wait_until
+from tests.integration.harness import ZIPS, long_square, wait_until
 
 
 def run_cli(stack, tenant, *args, cwd=None, url=None):
@@ -72,12 +72,11 @@ def test_follow_and_wait_ride_out_an_api_restart(make_stack, tmp_path):
     """The API killed and started again while a job runs: ``logs --follow`` resumes where its stream broke
     (every line printed once) and ``status --wait`` keeps waiting; both report the end."""
     from tests.integration.harness import Api
-    from tests.integration.test_recovery import _long_square
 
     stack = make_stack("cli-api-restart")
     api = Api(stack.url, stack.env["ADMIN_KEY"])
     tenant = api.register()
-    job_id = api.submit_ok(tenant, _long_square(end=40000))
+    job_id = api.submit_ok(tenant, long_square(end=40000))
     api.wait_status(tenant, job_id, "RUNNING", timeout=60)
     env = {"SUMO_K8_URL": stack.url, "SUMO_K8_API_KEY": tenant["api_key"], "PATH": "/usr/bin:/bin", "COLUMNS": "120"}
     followed = tmp_path / "followed.log"

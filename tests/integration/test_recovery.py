@@ -4,9 +4,7 @@ Each test runs its own stack, since it kills parts of it.
 """
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,7 +12,7 @@ import sqlalchemy as sa
 from core.db.engine import sqlalchemy_url
 
 from devstack.services import start_postgres, start_redis
-from tests.integration.harness import ZIPS, Api, wait_until
+from tests.integration.harness import Api, long_square, wait_until
 
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
@@ -33,20 +31,6 @@ def _kill_redis(stack):
         stack.services[stack.services.index(redis)] = start_redis(Path(redis.log_path).parent, port=port,
                                                                   persistent=False)
     return restart
-
-
-def _long_square(end: int = 1_000_000_000) -> bytes:
-    """square.zip simulating ``end`` seconds; by default (10⁹ s) far longer than any test waits, its
-    vehicles keep coming: 40000 s run for a few seconds."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(ZIPS / "square.zip") as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename.endswith(".sumocfg"):
-                data = data.replace(b'<end value="100"/>', f'<end value="{end}"/>'.encode())
-                assert str(end).encode() in data
-            dst.writestr(info.filename, data)
-    return buf.getvalue()
 
 
 def _sumo_of(job_id: str) -> list[int]:
@@ -140,7 +124,7 @@ def test_cancel_sent_while_redis_is_down_still_stops_the_run(make_stack):
     stack = make_stack("lost-cancel")
     api = Api(stack.url, stack.env["ADMIN_KEY"])
     tenant = api.register(max_concurrent_jobs=1)
-    job_id = api.submit_ok(tenant, _long_square())
+    job_id = api.submit_ok(tenant, long_square())
     api.wait_status(tenant, job_id, "RUNNING", timeout=60)
     wait_until(lambda: "Loading" in api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"],
                60, "the run's log")
@@ -175,7 +159,7 @@ def test_postgres_restarted_mid_run_loses_no_job(make_stack, tmp_path):
     stack = make_stack("postgres-restart", durable=True)
     api = Api(stack.url, stack.env["ADMIN_KEY"])
     tenant = api.register(max_concurrent_jobs=2)
-    job_id = api.submit_ok(tenant, _long_square(end=40000))
+    job_id = api.submit_ok(tenant, long_square(end=40000))
     api.wait_status(tenant, job_id, "RUNNING", timeout=60)
     wait_until(lambda: _sumo_of(job_id), 60, f"the sumo process of job {job_id}")
 
@@ -204,7 +188,7 @@ def test_a_run_lost_with_its_worker_and_redis_is_run_again(make_stack):
     stack = make_stack("lost-run")
     api = Api(stack.url, stack.env["ADMIN_KEY"])
     tenant = api.register()
-    job_id = api.submit_ok(tenant, _long_square(end=40000))
+    job_id = api.submit_ok(tenant, long_square(end=40000))
     api.wait_status(tenant, job_id, "RUNNING", timeout=60)
     stack.procs["simulations"].kill()
     _kill_redis(stack)()

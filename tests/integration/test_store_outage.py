@@ -13,8 +13,7 @@ import uuid
 import boto3
 
 from devstack import emulators
-from tests.integration.harness import Api, wait_until
-from tests.integration.test_recovery import _long_square
+from tests.integration.harness import Api, long_square, wait_until
 
 
 def _s3_env(emu: emulators.Emulator, bucket: str) -> dict:
@@ -39,7 +38,7 @@ def test_store_away_refuses_what_needs_it_and_loses_no_results(make_stack):
         done = api.submit_ok(tenant, "square.zip")
         api.wait_status(tenant, done, "SUCCEEDED", timeout=120)
         api.wait_results(tenant, done)
-        running = api.submit_ok(tenant, _long_square(end=40000))  # runs for a few seconds
+        running = api.submit_ok(tenant, long_square(end=40000))  # runs for a few seconds
         api.wait_status(tenant, running, "RUNNING", timeout=60)  # its input is fetched: the run needs no store
 
         port = emu.port
