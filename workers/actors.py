@@ -5,6 +5,7 @@ senders use.  Every actor is idempotent: a message may arrive twice.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import dramatiq
@@ -15,6 +16,7 @@ from core.messaging import ROUTES, get_broker
 from core.services import admission, lifecycle, tenants
 from core.services.context import get_context
 from core.settings import get_settings
+from core.unavailable import Unavailable
 from workers.logging_setup import configure_logging
 
 configure_logging(get_settings().log_level)
@@ -26,7 +28,21 @@ RETRY = dict(max_retries=10, min_backoff=200, max_backoff=30_000)
 
 def _actor(name: str, **options):
     route = ROUTES[name]
-    return dramatiq.actor(actor_name=route.actor, queue_name=route.queue, **{**RETRY, **options})
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def handle(*args):
+            try:
+                return fn(*args)
+            except Unavailable as exc:
+                # A dependency away (a restart, an outage) is expected to pass: one line and the message's
+                # retry (dramatiq.Retry counts like any failure), not a traceback per attempt.
+                log.warning("%s%r: %s; retrying", name, args, exc)
+                raise dramatiq.Retry(str(exc)) from exc
+
+        return dramatiq.actor(handle, actor_name=route.actor, queue_name=route.queue, **{**RETRY, **options})
+
+    return decorate
 
 
 @_actor("admit_tenant")

@@ -176,6 +176,9 @@ def test_postgres_restarted_mid_run_loses_no_job(make_stack, tmp_path):
 
     assert api.wait_status(tenant, job_id, timeout=120)["status"] == "SUCCEEDED"
     assert "sumo.log" in {f["name"] for f in api.wait_results(tenant, job_id, timeout=60)["files"]}
+    workers_log = (stack.data_dir / "logs" / "workers.log").read_text()
+    assert "apply_status" in workers_log and "PostgreSQL cannot be reached; try again shortly; retrying" in workers_log
+    assert "Failed to process message apply_status" not in workers_log, "an outage is a warning line, not a traceback"
     again = api.submit(tenant, "square.zip", idempotency_key="during-the-outage")
     assert again.status_code == 202, again.text
     assert api.wait_status(tenant, again.json()["job_id"], timeout=120)["status"] == "SUCCEEDED"
