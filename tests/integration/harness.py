@@ -27,6 +27,11 @@ def long_square(end: int = 1_000_000_000) -> bytes:
     return buf.getvalue()
 
 
+def log_lines(text: str) -> list[str]:
+    """A log's non-blank lines, to compare logs that travelled by SSE (which carries a CR as a line break)."""
+    return [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
+
+
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 

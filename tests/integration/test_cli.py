@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.harness import ZIPS, long_square, wait_until
+from tests.integration.harness import ZIPS, log_lines, long_square, wait_until
 
 
 def run_cli(stack, tenant, *args, cwd=None, url=None):
@@ -98,9 +98,4 @@ def test_follow_and_wait_ride_out_an_api_restart(make_stack, tmp_path):
     assert waiter.returncode == 0 and f"{job_id}: SUCCEEDED" in wait_err, wait_err
     api.wait_results(tenant, job_id)
     whole = api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"]
-    assert _lines(followed.read_text()) == _lines(whole)
-
-
-def _lines(text: str) -> list[str]:
-    """Lines as a terminal shows them (SSE carries a CR as a line break)."""
-    return [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
+    assert log_lines(followed.read_text()) == log_lines(whole)

@@ -8,7 +8,7 @@ import zipfile
 import httpx
 import pytest
 
-from tests.integration.harness import ZIPS
+from tests.integration.harness import ZIPS, log_lines
 
 
 def read_sse(api, tenant, job_id, last_event_id=None, timeout=180):
@@ -91,14 +91,9 @@ def test_scenario_runs_end_to_end(api, tenant, archive, config, vehicles):
     # Replaying the stream after the end gives the whole log again, and resuming skips what was seen.
     replay = read_sse(api, tenant, job_id)
     replayed = "".join(e["data"] for e in replay if e.get("event") == "log")
-    assert _lines(replayed) == _lines(whole["logs"])
+    assert log_lines(replayed) == log_lines(whole["logs"])
     resumed = read_sse(api, tenant, job_id, last_event_id=replay[0]["id"])
     assert [e["event"] for e in resumed] == [e["event"] for e in replay[1:]]
-
-
-def _lines(text: str) -> list[str]:
-    """SSE carries CR as a line break (the spec's rule), so compare by lines."""
-    return [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
 
 
 def test_failing_simulation_reports_exit_code_and_log_tail(api, tenant):
@@ -142,4 +137,4 @@ def test_a_long_log_streams_whole_in_bounded_events(api, tenant):
     assert len(log_events) >= 3, "the log came in several bounded events"
     assert int(log_events[-1]["id"]) > 500_000
     whole = api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).json()["logs"]
-    assert _lines("".join(e["data"] for e in log_events)) == _lines(whole)
+    assert log_lines("".join(e["data"] for e in log_events)) == log_lines(whole)
