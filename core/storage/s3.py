@@ -188,7 +188,11 @@ class S3Store(ObjectStore):
             )
             errors = [e for e in response.get("Errors", []) if e.get("Code") not in _NOT_FOUND_CODES]
             if errors:
-                raise RuntimeError(f"S3 refused to delete {len(errors)} object(s), e.g. {errors[0]}")
+                # One error for the batch, with a refusal's code if there is one (retrying will not help), else
+                # the busy code, which the store's classification turns into StoreUnavailable.
+                worst = next((e for e in errors if e.get("Code") not in _BUSY_CODES), errors[0])
+                raise ClientError({"Error": {"Code": worst.get("Code", ""), "Message": (
+                    f"S3 refused to delete {len(errors)} object(s), e.g. {worst}")}}, "DeleteObjects")
 
     @_reachable
     def presigned_url(self, key: str, expires_seconds: int = 3600) -> str | None:

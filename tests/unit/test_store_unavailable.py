@@ -296,3 +296,24 @@ def test_azure_stream_broken_while_read_is_unavailable():
     assert next(chunks) == b"0123456789"
     with pytest.raises(StoreUnavailable, match="Azure Blob"):
         next(chunks)
+
+
+def _stub_deletion(stubber, *codes):
+    keys = [f"results/acme/job-1/{n}.xml" for n in range(len(codes))]
+    stubber.add_response("list_objects_v2", {"Contents": [{"Key": k, "Size": 1} for k in keys], "IsTruncated": False})
+    stubber.add_response("delete_objects", {"Errors": [{"Key": k, "Code": c, "Message": c} for k, c in zip(keys, codes)]})
+
+
+def test_s3_deletions_refused_as_busy_are_unavailable(s3):
+    store, stubber = s3
+    _stub_deletion(stubber, "SlowDown", "InternalError", "NoSuchKey")
+    with pytest.raises(StoreUnavailable, match="S3"):
+        store.delete_prefix("results/acme/job-1/")
+
+
+def test_s3_a_deletion_refused_for_good_stays_an_error(s3):
+    store, stubber = s3
+    _stub_deletion(stubber, "SlowDown", "AccessDenied")
+    with pytest.raises(ClientError, match="refused to delete 2 object") as raised:
+        store.delete_prefix("results/acme/job-1/")
+    assert not isinstance(raised.value, StoreUnavailable) and "AccessDenied" in str(raised.value)
