@@ -74,7 +74,7 @@ class Settings(BaseSettings):
 
     # -- queues and sweeping ----------------------------------------------------
     sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper looks for lost messages.")
-    sweep_grace_seconds: float = Field(15.0, gt=0, description="Age of a QUEUED/ADMITTED job without progress before the sweeper re-sends its message.")
+    sweep_grace_seconds: float = Field(15.0, gt=0, description="Age of a job without progress since its last message before the sweeper re-sends it (QUEUED, ADMITTED; with EXECUTOR=local also PENDING and RUNNING); doubles per re-send, up to 64 times.")
     redis_heartbeat_timeout_ms: int = Field(15000, ge=1000, description="After this long a dead worker's messages are re-delivered.")
 
     @property

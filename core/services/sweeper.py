@@ -4,8 +4,8 @@ Redis may restart without persistence, or a worker may die holding a
 message.  The database is the source of truth: a job that has not moved
 since its last message for longer than ``SWEEP_GRACE_SECONDS`` gets that
 message again, and again after twice as long each time (a job that merely
-waits for a slot or for quota, or runs for hours, costs a few messages, not
-one per sweep).  Which jobs still depend on their start message is the
+waits for a slot or for quota costs a few messages, not one per sweep; a
+local run of hours, one every 64 × ``SWEEP_GRACE_SECONDS``, 16 min by default).  Which jobs still depend on their start message is the
 executor's (:data:`core.messaging.AWAITING_START`).
 Receivers are idempotent, so a re-send that crosses a slow original is
 harmless.
