@@ -10,6 +10,10 @@
   ``activeDeadlineSeconds``;
 * reports pod status: phase, conditions, (init)container statuses with exit
   codes, reasons, start/finish times, restart counts;
+* pulls no images (a container runs its command on this machine), but an
+  image from a registry under ``.invalid`` fails to pull as on a real node
+  (:func:`pull_error`): the container waits in ``ErrImagePull`` /
+  ``ImagePullBackOff`` until the pod is deleted or overruns its deadline;
 * honours deletion: SIGTERM, SIGKILL after the pod's grace period, final
   status, then removes the object with a grace-0 delete;
 * serves ``/containerLogs`` over HTTPS (:mod:`devcluster.logserver`);
@@ -41,6 +45,23 @@ log = logging.getLogger("node-agent")
 KUBE_VERSION = "v1.34.4"
 TERMINAL = ("Succeeded", "Failed")
 MERGE = "application/merge-patch+json"
+#: The kubelet's image pull back-off: 10 s, doubling, at most 300 s.
+PULL_BACKOFF_S, PULL_BACKOFF_MAX_S = 10.0, 300.0
+
+
+def pull_error(image: str | None) -> str | None:
+    """Why ``image`` cannot be pulled, or None when it can.
+
+    The agent has every image (it runs commands, not images) except those of a
+    registry under the ``.invalid`` top-level domain, which never resolves
+    (RFC 2606) and so fails for a real kubelet too: a test gets a genuine
+    ``ErrImagePull`` by naming e.g. ``registry.invalid/sumo:1``.
+    """
+    first, _, rest = (image or "").partition("/")
+    if not rest or not ("." in first or ":" in first):
+        return None  # no registry host: Docker Hub
+    host = first.split(":")[0]
+    return f"dial tcp: lookup {host}: no such host" if host.endswith(".invalid") else None
 
 
 def micro_now() -> str:
@@ -61,6 +82,7 @@ class PodWorker(threading.Thread):
         self.started_at = now()
         self.phase, self.reason, self.message = "Pending", None, None
         self.initialized = False
+        self.pulling: dict[str, tuple[str, str]] = {}  # container -> (waiting reason, message) of a failed pull
         self._last_status = None
         self._transitions: dict[str, tuple[str, str]] = {}  # condition type -> (status, lastTransitionTime)
 
@@ -126,7 +148,30 @@ class PodWorker(threading.Thread):
         self.initialized = True
         self._run_main(self.pod.spec.containers, policy)
 
+    def _pulled(self, c) -> bool:
+        """The container's image pulled, as the kubelet does before its first start: an image that cannot be
+        pulled leaves it waiting (``ErrImagePull``, then ``ImagePullBackOff`` until the next attempt, the
+        back-off doubling) until the pod is deleted or overruns its deadline (False then)."""
+        error = pull_error(c.image)
+        if error is None:
+            return True
+        backoff, next_try, tried = PULL_BACKOFF_S, 0.0, 0.0
+        while True:
+            t = time.monotonic()
+            if t >= next_try:
+                self.pulling[c.name] = ("ErrImagePull", f'Failed to pull image "{c.image}": {error}')
+                tried, next_try, backoff = t, t + backoff, min(2 * backoff, PULL_BACKOFF_MAX_S)
+            elif t - tried >= 1:
+                self.pulling[c.name] = ("ImagePullBackOff",
+                                        f'Back-off pulling image "{c.image}": ErrImagePull: {error}')
+            self.report()
+            if self._interrupted([]):
+                return False
+            self.wake.wait(0.5)
+
     def _run_to_completion(self, c, policy: str) -> bool:
+        if not self._pulled(c):
+            return False
         restart = 0
         while True:
             a = self.rt.start(c, restart)
@@ -147,6 +192,8 @@ class PodWorker(threading.Thread):
                 return False
 
     def _run_main(self, containers, policy: str) -> None:
+        if not all(self._pulled(c) for c in containers):  # they start together, once every image is there
+            return
         for c in containers:
             self.attempts.setdefault(c.name, []).append(self.rt.start(c, 0))
         self.phase = "Running"
@@ -176,6 +223,10 @@ class PodWorker(threading.Thread):
         st: dict = {"name": c.name, "image": c.image or "devcluster",
                     "imageID": "devcluster://local", "restartCount": max(len(tries) - 1, 0),
                     "ready": False, "started": False}
+        if not tries and c.name in self.pulling:
+            reason, message = self.pulling[c.name]
+            st["state"] = {"waiting": {"reason": reason, "message": message}}
+            return st
         if not tries:
             waiting = "PodInitializing" if init or (self.pod.spec.init_containers and not self.initialized) \
                 else "ContainerCreating"

@@ -259,6 +259,39 @@ def test_init_containers_run_first_and_share_volumes(api, namespace):
     assert pod_log(core, "init", namespace, container="main") == "prepared\n"
 
 
+def waiting_in(core, ns: str, name: str, reason: str, init: bool = False):
+    """(phase, waiting state) once the pod's first (init) container waits for ``reason``, else None."""
+    pod = core.read_namespaced_pod(name, ns)
+    statuses = (pod.status.init_container_statuses if init else pod.status.container_statuses) or []
+    waiting = statuses[0].state.waiting if statuses else None
+    return (pod.status.phase, waiting) if waiting is not None and waiting.reason == reason else None
+
+
+def test_an_image_that_cannot_be_pulled_waits_in_back_off(api, namespace):
+    """An image of a registry under .invalid (which never resolves) fails to pull as on a real node: the
+    container waits in ErrImagePull, then ImagePullBackOff, naming the image, and the pod stays Pending
+    (its other containers unstarted) until it is deleted, or fails once it overruns its deadline."""
+    core = client.CoreV1Api(api)
+    missing = "registry.invalid/sumo:missing"
+    pod = bare_pod("unpullable", ["true"], initContainers=[{"name": "prep", "image": missing, "command": ["true"]}])
+    core.create_namespaced_pod(namespace, pod)
+    phase, waiting = wait_for("ErrImagePull", lambda: waiting_in(core, namespace, "unpullable", "ErrImagePull",
+                                                                 init=True), 60)
+    assert phase == "Pending" and missing in waiting.message and "no such host" in waiting.message
+    phase, waiting = wait_for("ImagePullBackOff", lambda: waiting_in(core, namespace, "unpullable",
+                                                                     "ImagePullBackOff", init=True), 60)
+    assert phase == "Pending" and waiting.message.startswith(f'Back-off pulling image "{missing}"')
+    assert waiting_in(core, namespace, "unpullable", "PodInitializing")  # the main container never started
+    core.delete_namespaced_pod("unpullable", namespace)
+    wait_for("unpullable pod removed", lambda: gone(core.read_namespaced_pod, "unpullable", namespace), 60)
+
+    overrun = bare_pod("overrun-pull", ["true"], activeDeadlineSeconds=2)
+    overrun["spec"]["containers"][0]["image"] = missing
+    core.create_namespaced_pod(namespace, overrun)
+    wait_for("overrun-pull failed", lambda: pod_phase(core, namespace, "overrun-pull") == "Failed", 60)
+    assert core.read_namespaced_pod("overrun-pull", namespace).status.reason == "DeadlineExceeded"
+
+
 def test_job_active_deadline_kills_running_pod(api, namespace):
     """Job-level activeDeadlineSeconds is the job controller's: it deletes the
     pod, the agent stops it, and only then is the Job marked Failed."""

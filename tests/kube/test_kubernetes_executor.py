@@ -14,7 +14,7 @@ from core.domain.states import JobStatus
 from core.executors.kubernetes import manifests as m
 from devcluster.procs import wait_for
 from tests.devcluster.conftest import gone
-from tests.kube.conftest import BOLOGNA, Recorder, run_watcher, square_variant
+from tests.kube.conftest import BOLOGNA, SQUARE, Recorder, run_watcher, square_variant
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(300)]
 
@@ -120,6 +120,34 @@ def test_quota_refusal_is_reported_as_pending(executor, submit, watcher):
     pending = watcher.recorder.wait(spec.job_id, JobStatus.PENDING, 120)
     assert pending.reason.startswith("FailedCreate") and "forbidden" in pending.reason, pending
     executor.cancel(spec)
+
+
+def test_an_image_that_cannot_be_pulled_is_reported_as_pending(settings, store, cluster, submit, watcher, api):
+    """The kubelet's ErrImagePull / ImagePullBackOff keeps the job PENDING with the reason and the image
+    named, never failed silently; a cancel then removes the Job, its pod and its input ConfigMaps."""
+    from core.executors.kubernetes import KubernetesExecutor
+
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    missing = "registry.invalid/sumo:missing"  # never resolves (RFC 2606): the node agent cannot pull it
+    executor = KubernetesExecutor(settings.model_copy(update={"sumo_image": missing}), None, store=store,
+                                  api=cluster.api_client(), publish=Recorder())
+    spec = submit(SQUARE)
+    executor.start(spec)
+
+    def reported(reason: str):
+        return lambda: next((e for e in watcher.recorder.of(spec.job_id) if (e.reason or "").startswith(reason)), None)
+
+    pulling = wait_for("ErrImagePull reported", reported("ErrImagePull"), 120)
+    assert pulling.status is JobStatus.PENDING and missing in pulling.reason and "no such host" in pulling.reason
+    backing_off = wait_for("ImagePullBackOff reported", reported("ImagePullBackOff"), 60)
+    assert backing_off.status is JobStatus.PENDING and missing in backing_off.reason
+    assert all(e.status is JobStatus.PENDING for e in watcher.recorder.of(spec.job_id))
+
+    executor.cancel(spec)
+    wait_for("Job gone", lambda: gone(batch.read_namespaced_job, m.job_name(spec.job_id), spec.namespace), 120)
+    assert input_configmaps(core, spec) == []
+    assert core.list_namespaced_pod(spec.namespace, label_selector=f"{m.JOB_LABEL}={spec.job_id}").items == []
+    watcher.recorder.wait(spec.job_id, JobStatus.CANCELLED, 30)
 
 
 def compact_etcd(cluster) -> int:
