@@ -34,6 +34,12 @@ class StillRunning(RuntimeError):
     """The executor has not stopped the job yet (e.g. a cancel is in progress); collect later."""
 
 
+class CannotCollectYet(RuntimeError):
+    """What collecting needs cannot run now, for a reason that may last (Kubernetes cannot start the
+    collector pod: no room on any node, an image it cannot pull); the sweeper's re-sends try again,
+    so no worker thread waits it out."""
+
+
 class ExecutorUnavailable(Unavailable):
     """What the executor runs on (the Kubernetes API server) cannot be reached, or answers that it cannot
     serve now."""
@@ -82,6 +88,7 @@ class Executor(abc.ABC):
 
         Raises :class:`StillRunning` while the run has not stopped (a job can be
         CANCELLED in the database before its process is gone); the caller retries.
+        Raises :class:`CannotCollectYet` when collecting cannot run now.
         """
 
     @abc.abstractmethod

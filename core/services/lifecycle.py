@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel
-from core.executors.base import StillRunning
+from core.executors.base import CannotCollectYet, StillRunning
 from core.results import parse_statistics
 from core.services.context import Context, utcnow
 from core.services.errors import NotFound
@@ -124,6 +124,9 @@ def collect_results(ctx: Context, job_id: str) -> None:
     except StillRunning as exc:
         log.info("job %s: %s; collecting again shortly", job_id, exc)
         ctx.bus.collect_results(job_id, delay_ms=COLLECT_RETRY_MS)
+        return
+    except CannotCollectYet as exc:
+        log.warning("job %s: results not collected yet: %s; the sweeper tries again", job_id, exc)
         return
     kpis = parse_statistics(collected.statistics) if collected.statistics else None
     now = utcnow()

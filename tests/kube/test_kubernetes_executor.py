@@ -11,6 +11,7 @@ import pytest
 from kubernetes import client
 
 from core.domain.states import JobStatus
+from core.executors.base import CannotCollectYet
 from core.executors.kubernetes import manifests as m
 from devcluster.procs import wait_for
 from tests.devcluster.conftest import gone
@@ -124,7 +125,8 @@ def test_quota_refusal_is_reported_as_pending(executor, submit, watcher):
 
 def test_an_image_that_cannot_be_pulled_is_reported_as_pending(settings, store, cluster, submit, watcher, api):
     """The kubelet's ErrImagePull / ImagePullBackOff keeps the job PENDING with the reason and the image
-    named, never failed silently; a cancel then removes the Job, its pod and its input ConfigMaps."""
+    named, never failed silently; a cancel then removes the Job, its pod and its input ConfigMaps, and the
+    collection (whose pod cannot pull the image either) says so at once instead of waiting on its thread."""
     from core.executors.kubernetes import KubernetesExecutor
 
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
@@ -148,6 +150,18 @@ def test_an_image_that_cannot_be_pulled_is_reported_as_pending(settings, store, 
     assert input_configmaps(core, spec) == []
     assert core.list_namespaced_pod(spec.namespace, label_selector=f"{m.JOB_LABEL}={spec.job_id}").items == []
     watcher.recorder.wait(spec.job_id, JobStatus.CANCELLED, 30)
+
+    refused = _collect_refusal(executor, spec, store)
+    assert "collector pod" in str(refused) and missing in str(refused), refused
+    wait_for("the collector pod's ImagePullBackOff", lambda: "ImagePullBackOff" in str(
+        _collect_refusal(executor, spec, store)), 60)
+
+
+def _collect_refusal(executor, spec, store) -> CannotCollectYet:
+    """What ``collect`` answers while its collector pod cannot start (it must not wait that out)."""
+    with pytest.raises(CannotCollectYet) as refused:
+        executor.collect(spec, store)
+    return refused.value
 
 
 def compact_etcd(cluster) -> int:

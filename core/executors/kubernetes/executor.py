@@ -49,9 +49,10 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from core.domain.states import JobStatus, StatusEvent
-from core.executors.base import (LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, ExecutorUnavailable,
-                                 JobSpec)
+from core.executors.base import (LOG_NAME, STATISTICS_NAME, CannotCollectYet, CollectedResults, Executor,
+                                 ExecutorUnavailable, JobSpec)
 from core.executors.kubernetes import manifests as m
+from core.executors.kubernetes.translate import pending_reason
 from core.scenario.paths import normalize_entry_name
 from core.storage.base import ObjectNotFound, ObjectStore
 
@@ -394,6 +395,10 @@ class KubernetesExecutor(Executor):
         def phase_past(*phases):
             def check():
                 p = _ok(self.core.read_namespaced_pod, name, ns, allow=(404,))
+                if p is not None and p.status.phase == "Pending":
+                    why = pending_reason(self.api.sanitize_for_serialization(p))
+                    if why is not None:  # no room, an image it cannot pull …: a wait that may last, not on this thread
+                        raise CannotCollectYet(f"the collector pod {ns}/{name} cannot start: {why}")
                 return p.status.phase if p is not None and p.status.phase not in phases else None
             return check
 

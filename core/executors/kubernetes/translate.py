@@ -67,21 +67,27 @@ def translate_pod(pod: dict) -> StatusEvent | None:
         return None
     if phase not in (None, "Pending"):
         return None  # Succeeded/Failed/Unknown: the Job's conditions decide
-    now = datetime.now(timezone.utc)
+    reason = pending_reason(pod)
+    init = _status(pod, INIT_CONTAINER, init=True)
+    if reason is None and init and (init.get("state") or {}).get("running") is not None:
+        reason = "PodInitializing: unpacking the scenario"
+    return None if reason is None else StatusEvent(job_id, JobStatus.PENDING, datetime.now(timezone.utc), reason=reason)
+
+
+def pending_reason(pod: dict) -> str | None:
+    """Why a Pending pod does not run, as Kubernetes says it: the scheduler's (Unschedulable), the kubelet's
+    (ErrImagePull, ImagePullBackOff, CreateContainerConfigError …) or the pod's; None while it merely starts."""
+    status = pod.get("status") or {}
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-            return StatusEvent(job_id, JobStatus.PENDING, now, reason=_reason(cond.get("reason"), cond.get("message")))
+            return _reason(cond.get("reason"), cond.get("message"))
     for key in ("initContainerStatuses", "containerStatuses"):
         for cs in status.get(key) or []:
             waiting = (cs.get("state") or {}).get("waiting")
             if waiting and waiting.get("reason") not in QUIET_WAITING | {None}:
-                return StatusEvent(job_id, JobStatus.PENDING, now,
-                                   reason=_reason(waiting.get("reason"), waiting.get("message")))
-    init = _status(pod, INIT_CONTAINER, init=True)
-    if init and (init.get("state") or {}).get("running") is not None:
-        return StatusEvent(job_id, JobStatus.PENDING, now, reason="PodInitializing: unpacking the scenario")
+                return _reason(waiting.get("reason"), waiting.get("message"))
     if status.get("reason"):
-        return StatusEvent(job_id, JobStatus.PENDING, now, reason=_reason(status.get("reason"), status.get("message")))
+        return _reason(status.get("reason"), status.get("message"))
     return None
 
 
