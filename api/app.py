@@ -22,7 +22,6 @@ from api.limits import BodySizeLimit
 from api.metrics import AccessMetrics
 from api.routes import admin, auth, health, jobs, tenants
 from core import gc_policy
-from core.db.repository import InvalidCursor
 from core.scenario import ScenarioError
 from core.services.errors import ServiceError
 from core.settings import get_settings
@@ -82,10 +81,6 @@ def create_app() -> FastAPI:
         log.warning("request %s %s %s: %s (%s)", getattr(request.state, "request_id", "-"), request.method,
                     request.url.path, exc, exc.__cause__ or "")
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-    @app.exception_handler(InvalidCursor)
-    async def invalid_cursor(_: Request, exc: InvalidCursor):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError):

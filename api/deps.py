@@ -9,7 +9,8 @@ from fastapi.routing import APIRoute
 
 from api import threads
 from core.services import tenants
-from core.services.context import Context, get_context
+from core.bootstrap import get_context
+from core.services.context import Context
 
 
 async def context() -> Context:

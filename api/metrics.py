@@ -11,11 +11,9 @@ import os
 import time
 import uuid
 
-import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from core.db.tables import jobs
 from core.services import queries
 
 HTTP_LATENCY = Histogram(
@@ -63,24 +61,18 @@ class AccessMetrics:
 
 
 def _state_metrics(ctx) -> list:
+    snapshot = queries.metrics_snapshot(ctx)
     by_status = GaugeMetricFamily("sumo_jobs", "Jobs by status", labels=["status"])
-    with ctx.uow() as uow:
-        for status, n in uow.jobs.counts_by_status().items():
-            by_status.add_metric([status], n)
-        row = uow.conn.execute(
-            sa.select(
-                sa.func.percentile_cont(0.5).within_group(sa.func.extract("epoch", jobs.c.admitted_at - jobs.c.submitted_at)),
-                sa.func.percentile_cont(0.99).within_group(sa.func.extract("epoch", jobs.c.admitted_at - jobs.c.submitted_at)),
-            ).where(jobs.c.admitted_at >= sa.func.now() - sa.text("interval '1 hour'"))
-        ).one()
+    for status, n in snapshot["jobs_by_status"].items():
+        by_status.add_metric([status], n)
     latency = GaugeMetricFamily(
         "sumo_admission_latency_seconds", "Submission to admission over the last hour", labels=["quantile"]
     )
-    for q, value in zip(("0.5", "0.99"), row):
+    for q, value in snapshot["admission_latency"].items():
         if value is not None:
-            latency.add_metric([q], float(value))
+            latency.add_metric([q], value)
     depth = GaugeMetricFamily("sumo_queue_depth", "Messages waiting in each Dramatiq queue", labels=["queue", "kind"])
-    for q in queries.queues(ctx):
+    for q in snapshot["queues"]:
         for kind in ("ready", "in_flight", "delayed", "dead_lettered"):
             depth.add_metric([q["queue"], kind], q[kind])
     return [by_status, latency, depth]

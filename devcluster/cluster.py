@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core.waits import free_port
+
 from . import pki as _pki
-from .procs import Proc, free_port, wait_for
+from .procs import Proc, wait_for
 
 KUBE_VERSION = "v1.34.4"
 SERVICE_CIDR = "10.0.0.0/24"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
+
+from core.waits import wait_until
 
 T = TypeVar("T")
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork
@@ -27,13 +27,6 @@ def _die_with_parent() -> None:
     by SIGKILL), so no etcd/apiserver outlives a crashed test run.  Note the
     signal fires when the *thread* that started the child exits."""
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -97,24 +90,7 @@ def _killpg(pgid: int, sig: int) -> None:
 
 def wait_for(what: str, cond: Callable[[], T], timeout: float,
              interval: float = 0.25, alive: Sequence[Proc] = ()) -> T:
-    """Poll ``cond`` until it returns a truthy value; return that value.
-
-    Exceptions from ``cond`` count as "not yet".  Raises ``TimeoutError``
-    naming ``what`` (and the last exception) after ``timeout`` seconds, or
-    ``RuntimeError`` at once if one of the ``alive`` processes died.
-    """
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        for p in alive:
-            p.check()
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
-            last = exc
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}"
-                               + (f" (last error: {last!r})" if last else ""))
-        time.sleep(interval)
+    """:func:`core.waits.wait_until` for the cluster's processes: exceptions from ``cond`` count as
+    "not yet", and it gives up at once (``RuntimeError``) if one of the ``alive`` processes died."""
+    return wait_until(cond, timeout, what, interval=interval, not_yet=(Exception,),
+                      check=lambda: [p.check() for p in alive] and None)

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from core.waits import free_port, wait_until
 
 HOST = "127.0.0.1"
 
@@ -131,12 +132,6 @@ def _stop_process(proc: subprocess.Popen, timeout: float) -> None:
 
 
 # -- helpers -------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("SUMO_K8_CACHE") or Path.home() / ".cache" / "sumo-k8")
 
@@ -199,13 +194,17 @@ def _launch(
             _tmp=tmp,
         )
         _LIVE.add(emu)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def exited_early() -> None:
             if proc.poll() is not None:
-                break
-            if _http_answers(endpoint + ready_path, want_status) and proc.poll() is None:
-                return emu
-            time.sleep(_POLL_INTERVAL)
+                raise ChildProcessError(name)
+
+        try:
+            wait_until(lambda: _http_answers(endpoint + ready_path, want_status), timeout, f"{name} ready",
+                       interval=_POLL_INTERVAL, check=exited_early)
+            exited_early()  # it answered: still ours, not a process that just died on a port clash
+            return emu
+        except (TimeoutError, ChildProcessError):
+            pass
         exited = proc.poll() is not None
         last_error = (
             f"{name} exited with code {proc.returncode}" if exited else f"{name} not ready after {timeout:.0f}s"

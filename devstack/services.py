@@ -15,32 +15,17 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.waits import free_port, wait_until
 
 PG_USER = "sumo-pg"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``condition`` until it returns something truthy, and return that.
-
-    Raises TimeoutError naming ``what`` (and the last value seen) after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not reached after {timeout:.0f}s (last: {last!r})")
+    """Poll ``condition`` until it returns something truthy, and return that (:func:`core.waits.wait_until`)."""
+    return wait_until(condition, timeout, what, interval=interval)
 
 
 def port_open(port: int) -> bool:

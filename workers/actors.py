@@ -11,10 +11,10 @@ import logging
 import dramatiq
 
 from core import gc_policy
-from core.domain.states import JobStatus, StatusEvent
+from core.domain.states import StatusEvent
 from core.messaging import ROUTES, get_broker
 from core.services import admission, lifecycle, tenants
-from core.services.context import get_context
+from core.bootstrap import get_context
 from core.settings import get_settings
 from core.unavailable import Unavailable
 from workers.logging_setup import configure_logging

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from core.domain.states import JobStatus
-from core.executors.local import build_runner
+from core.bootstrap import local_runner
 from core.services.context import Context
 from core.services.queries import job_and_spec
 
@@ -19,5 +19,5 @@ def run(ctx: Context, job_id: str) -> None:
         log.info("job %s: not running it, it is %s", job_id, job["status"] if job else "gone")
         return
     if _runner is None:
-        _runner = build_runner(ctx.settings, ctx.store, ctx.bus)
+        _runner = local_runner(ctx)
     _runner.run(spec)

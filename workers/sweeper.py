@@ -9,7 +9,7 @@ import signal
 import threading
 
 from core import gc_policy
-from core.services.context import get_context
+from core.bootstrap import get_context
 from core.services.sweeper import sweep
 from core.settings import get_settings
 from core.unavailable import Unavailable

@@ -13,12 +13,12 @@ import socket
 import threading
 
 from core import gc_policy
-from core.executors.kubernetes.executor import api_client_from
+from core.executors.kubernetes.client import api_client_from
 from core.executors.kubernetes.lease import LeaderLease
 from core.executors.kubernetes.watcher import Watcher
 from core.messaging import MessageBus, get_broker
 from core.services import tenants
-from core.services.context import get_context
+from core.bootstrap import get_context
 from core.settings import get_settings
 from workers.logging_setup import configure_logging
 

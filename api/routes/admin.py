@@ -34,7 +34,7 @@ async def activity(_: Caller = Depends(admin_only), ctx: Context = Depends(conte
 
 @router.get("/cluster")
 async def cluster(_: Caller = Depends(admin_only), ctx: Context = Depends(context)) -> dict:
-    return await threads.run(ctx.executor.capacity)
+    return await threads.run(queries.cluster, ctx)
 
 
 @router.get("/queues")

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from api import threads
 from api.deps import context
 from api.metrics import render_metrics
+from core.services import health as dependencies
 from core.services.context import Context
 
 router = APIRouter(tags=["health"])
@@ -19,22 +20,7 @@ async def health() -> dict:
 
 @router.get("/ready")
 async def ready(ctx: Context = Depends(context)):
-    def check() -> dict:
-        checks = {}
-        try:
-            with ctx.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            checks["postgres"] = "ok"
-        except Exception as exc:  # noqa: BLE001 — any failure means not ready
-            checks["postgres"] = f"unreachable: {type(exc).__name__}"
-        try:
-            ctx.bus.broker.client.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:  # noqa: BLE001
-            checks["redis"] = f"unreachable: {type(exc).__name__}"
-        return checks
-
-    checks = await threads.run(check)
+    checks = await threads.run(dependencies.readiness, ctx)
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 

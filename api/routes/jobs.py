@@ -15,9 +15,8 @@ from api import forms, threads
 from api.deps import Caller, context, submitting_tenant, tenant_only
 from api.schemas import Job, JobAccepted, JobList, JobLogs, Results, job_json
 from core.domain.states import JobStatus
-from core.services import lifecycle, logs, queries, submission
+from core.services import lifecycle, logs, queries, results, submission
 from core.services.context import Context
-from core.storage.base import ObjectNotFound
 from core.unavailable import Unavailable
 
 router = APIRouter(tags=["jobs"])
@@ -138,30 +137,15 @@ async def _patiently(fn, *args):
 
 @router.get("/jobs/{job_id}/results", response_model=Results)
 async def list_results(job_id: uuid.UUID, request: Request, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
-    job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
-    files = []
-    for f in job["result_files"] or []:
-        url = await threads.run(ctx.store.presigned_url, spec.result_prefix + f["name"])
-        files.append({**f, "url": url or str(request.url_for("download_result", job_id=str(job_id), path=f["name"]))})
-    return {
-        "job_id": str(job_id),
-        "status": job["status"],
-        "storage_type": ctx.store.kind,
-        "collected": job["results_collected_at"] is not None,
-        "files": files,
-    }
+    body = await threads.run(results.listing, ctx, str(job_id), caller.tenant_id)
+    for f in body["files"]:
+        f["url"] = f["url"] or str(request.url_for("download_result", job_id=str(job_id), path=f["name"]))
+    return body
 
 
 @router.get("/jobs/{job_id}/results/{path:path}", name="download_result", responses={200: {"content": {"application/octet-stream": {}}}})
 async def download_result(job_id: uuid.UUID, path: str, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
-    job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
-    entry = next((f for f in job["result_files"] or [] if f["name"] == path), None)
-    if entry is None:
-        raise HTTPException(status_code=404, detail=f"job {job_id} has no result file {path!r}")
-    try:
-        chunks = await threads.run(ctx.store.iter_bytes, spec.result_prefix + path)
-    except ObjectNotFound:
-        raise HTTPException(status_code=404, detail=f"result file {path!r} is no longer in the store") from None
+    entry, chunks = await threads.run(results.download, ctx, str(job_id), caller.tenant_id, path)
     filename = Path(path).name.replace('"', "")
     return StreamingResponse(
         _iterate_in_thread(chunks),

@@ -296,6 +296,15 @@ class JobRepository:
         counts.update({status: n for status, n in self.conn.execute(stmt)})
         return counts
 
+    def admission_latency_quantiles(self, since: datetime, quantiles: tuple[float, ...]) -> list[float | None]:
+        """Quantiles of submission → admission, in seconds, over the jobs admitted since ``since``."""
+        waited = sa.func.extract("epoch", jobs.c.admitted_at - jobs.c.submitted_at)
+        row = self.conn.execute(
+            sa.select(*(sa.func.percentile_cont(q).within_group(waited) for q in quantiles))
+            .where(jobs.c.admitted_at >= since)
+        ).one()
+        return [None if v is None else float(v) for v in row]
+
     def finished_since(self, since: datetime) -> dict[str, int]:
         stmt = (
             sa.select(jobs.c.status, sa.func.count())

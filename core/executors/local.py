@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec, StillRunning
-from core.executors.local_runner import LocalRunner, WorkDir
+from core.executors.local_runner import WorkDir
 from core.executors.local_slots import SlotPool, try_lock_file
 from core.messaging import MessageBus
 from core.storage.base import ObjectStore
@@ -120,17 +120,3 @@ def _upload(store: ObjectStore, key: str, path: Path, name: str) -> dict:
             digest.update(chunk)
     store.put_file(key, path)
     return {"name": name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def build_runner(settings, store: ObjectStore, bus: MessageBus) -> LocalRunner:
-    from core.services.context import archive_limits
-
-    return LocalRunner(
-        work_root=settings.work_root,
-        store=store,
-        publish=bus.publish_status,
-        slots=slot_pool(settings.work_root, settings.local_max_parallel),
-        sumo_binary=settings.sumo_binary or default_sumo_binary(),
-        limits=archive_limits(settings),
-        log_tail_lines=settings.log_tail_lines,
-    )

@@ -12,7 +12,8 @@ import logging
 
 from core.domain.admission import Limits, select_admissible
 from core.domain.states import JobState, JobStatus, admit
-from core.services.context import Context, utcnow
+from core.clock import utcnow
+from core.services.context import Context
 
 log = logging.getLogger(__name__)
 

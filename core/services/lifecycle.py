@@ -10,7 +10,8 @@ import logging
 from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel
 from core.executors.base import CannotCollectYet, StillRunning
 from core.results import parse_statistics
-from core.services.context import Context, utcnow
+from core.clock import utcnow
+from core.services.context import Context
 from core.services.errors import NotFound
 from core.services.queries import job_and_spec, jobs_and_specs
 

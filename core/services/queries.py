@@ -5,10 +5,12 @@ import json
 import time
 from datetime import timedelta
 
+from core.db.repository import InvalidCursor
 from core.executors.base import JobSpec
 from core.messaging import QUEUES
-from core.services.context import Context, utcnow
-from core.services.errors import NotFound
+from core.clock import utcnow
+from core.services.context import Context
+from core.services.errors import Invalid, NotFound
 
 
 def job_view(ctx: Context, job_id: str, tenant_id: str | None) -> dict:
@@ -45,8 +47,12 @@ def job_with_spec(ctx: Context, job_id: str, tenant_id: str) -> tuple[dict, JobS
 
 
 def jobs_page(ctx: Context, tenant_id: str | None, status: str | None, limit: int, cursor: str | None):
-    with ctx.uow() as uow:
-        return uow.jobs.page(tenant_id, status, limit, cursor)
+    """Jobs newest first and the next page's cursor; Invalid (422) for a cursor this service did not give."""
+    try:
+        with ctx.uow() as uow:
+            return uow.jobs.page(tenant_id, status, limit, cursor)
+    except InvalidCursor as exc:
+        raise Invalid(str(exc)) from None
 
 
 def dashboard(ctx: Context, tenant: dict, recent: int = 10) -> dict:
@@ -68,6 +74,11 @@ def dashboard(ctx: Context, tenant: dict, recent: int = 10) -> dict:
     }
 
 
+def cluster(ctx: Context) -> dict:
+    """What the executor runs on: the machine (local) or the nodes (kubernetes)."""
+    return ctx.executor.capacity()
+
+
 def activity(ctx: Context) -> dict:
     now = utcnow()
     with ctx.uow() as uow:
@@ -78,6 +89,15 @@ def activity(ctx: Context) -> dict:
         "counts": counts,
         "last_hour": {"submitted": submitted, "finished": last_hour, "finished_total": sum(last_hour.values())},
     }
+
+
+def metrics_snapshot(ctx: Context) -> dict:
+    """What /metrics reports at scrape time: jobs by status, the last hour's admission latency (p50, p99),
+    the queues.  Nothing per tenant."""
+    with ctx.uow() as uow:
+        counts = uow.jobs.counts_by_status()
+        p50, p99 = uow.jobs.admission_latency_quantiles(utcnow() - timedelta(hours=1), (0.5, 0.99))
+    return {"jobs_by_status": counts, "admission_latency": {"0.5": p50, "0.99": p99}, "queues": queues(ctx)}
 
 
 def queues(ctx: Context) -> list[dict]:

@@ -15,7 +15,8 @@ from typing import BinaryIO
 from core.domain.admission import Limits, request_violation
 from core.domain.states import JobStatus
 from core.scenario import ScenarioError, inspect_archive
-from core.services.context import Context, utcnow
+from core.clock import utcnow
+from core.services.context import Context
 from core.services.errors import Conflict, Invalid, Unauthenticated
 
 log = logging.getLogger(__name__)

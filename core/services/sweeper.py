@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 
 from core.messaging import AWAITING_START
-from core.services.context import Context, utcnow
+from core.clock import utcnow
+from core.services.context import Context
 
 log = logging.getLogger(__name__)
 

@@ -70,9 +70,9 @@ def _settings(stack):
 def test_single_statement_units_commit_each_statement_and_units_of_work_do_not(stack):
     """ctx.statement() runs in autocommit (each statement its own transaction, no BEGIN/COMMIT round trips);
     ctx.uow() keeps one transaction across its statements."""
-    from core.services.context import Context
+    from core.bootstrap import bootstrap
 
-    ctx = Context(_settings(stack))
+    ctx = bootstrap(_settings(stack))
     xid = sa.text("SELECT txid_current()")
     with ctx.statement() as one:
         first, second = one.conn.execute(xid).scalar_one(), one.conn.execute(xid).scalar_one()

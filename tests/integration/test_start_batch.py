@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from core.db.tables import jobs
 from core.services import lifecycle
-from core.services.context import Context, utcnow
+from core.clock import utcnow
+from core.bootstrap import bootstrap
 from core.settings import Settings
 
 
@@ -27,7 +28,7 @@ class RecordingExecutor:
 
 def test_a_batch_starts_every_admitted_job_and_names_those_that_failed(stack, tenant):
     executor = RecordingExecutor(failing=set())
-    ctx = Context(Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"]), _executor=executor)
+    ctx = bootstrap(Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"]), executor=executor)
     statuses = ["ADMITTED", "ADMITTED", "CANCELLED", "ADMITTED", "PENDING"]
     ids = [str(uuid.uuid4()) for _ in statuses]
     now = utcnow()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.services import submission, tenants
-from core.services.context import Context
+from core.bootstrap import bootstrap
 from core.services.errors import Invalid, Unauthenticated
 from core.settings import Settings
 from tests.integration.harness import ZIPS
@@ -20,8 +20,8 @@ from tests.integration.harness import ZIPS
 SQUARE = ZIPS / "square.zip"
 
 
-def _ctx(stack) -> Context:
-    return Context(Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"],
+def _ctx(stack):
+    return bootstrap(Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"],
                             data_dir=Path(stack.env["DATA_DIR"])))
 
 

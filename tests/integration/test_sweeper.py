@@ -12,14 +12,15 @@ from core.db.tables import jobs
 from core.domain.states import JobStatus
 from core.executors.base import CannotCollectYet
 from core.services import lifecycle
-from core.services.context import Context, utcnow
+from core.clock import utcnow
+from core.bootstrap import bootstrap
 from core.settings import Settings
 
 
 def test_resends_back_off_exponentially(stack, api, tenant):
     # A finished job whose row the test moves by hand (and puts back); RUNNING, which the live
     # sweeper of the shared stack never re-sends, so it cannot interfere.
-    ctx = Context(Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"]))
+    ctx = bootstrap(Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"]))
     job_id = api.submit_ok(tenant, "square.zip")
     api.wait_status(tenant, job_id, "SUCCEEDED", timeout=120)
     api.wait_results(tenant, job_id)
@@ -68,7 +69,7 @@ def test_a_collection_that_cannot_run_yet_is_left_to_the_sweeper(stack, api, ten
     """A collection that cannot run now returns at once (no worker thread waits it out), records nothing and
     sends nothing of its own; the job stays where the sweeper's re-sends find it."""
     executor = _CollectorCannotStart()
-    ctx = Context(Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"]), _executor=executor)
+    ctx = bootstrap(Settings(database_url=stack.env["DATABASE_URL"], redis_url=stack.env["REDIS_URL"]), executor=executor)
     sent: list = []
     ctx.bus = SimpleNamespace(collect_results=lambda *args, **kw: sent.append((args, kw)))
     job_id = api.submit_ok(tenant, "square.zip")

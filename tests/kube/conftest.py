@@ -22,6 +22,7 @@ from core.domain.states import JobStatus, StatusEvent
 from core.executors.base import JobSpec
 from core.settings import Settings
 from core.storage.local import LocalStore
+from core.bootstrap import archive_limits
 
 REPO = Path(__file__).resolve().parents[2]
 BOLOGNA = REPO / "test_networks" / "zips" / "bologna-acosta.zip"
@@ -67,7 +68,7 @@ def executor(settings, store, cluster):
     from core.executors.kubernetes import KubernetesExecutor
 
     published = Recorder()
-    ex = KubernetesExecutor(settings, None, store=store, api=cluster.api_client(), publish=published)
+    ex = KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=cluster.api_client(), publish=published)
     ex.published = published
     return ex
 

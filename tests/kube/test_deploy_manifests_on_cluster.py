@@ -32,6 +32,7 @@ from kubernetes.client.rest import ApiException
 from core.domain.states import JobStatus
 from core.executors.base import JobSpec
 from core.executors.kubernetes import manifests as m
+from core.bootstrap import archive_limits
 from devcluster.procs import wait_for
 from tests.devcluster.conftest import gone
 from tests.kube.conftest import SQUARE, Recorder, square_variant
@@ -268,14 +269,14 @@ def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluste
         with refusals_fail(every):
             try:
                 # The watcher reconciles every tenant when it starts; the workers on registration and each PATCH.
-                KubernetesExecutor(settings, None, store=store, api=watching.client()).ensure_tenant(tenant)
-                KubernetesExecutor(settings, None, store=store, api=workers.client()).ensure_tenant(
+                KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=watching.client()).ensure_tenant(tenant)
+                KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=workers.client()).ensure_tenant(
                     {**tenant, "max_cpu": 4})
                 thread.start()
                 wait_as(every, f"the watcher leads (Lease {ctl_ns}/{lease_name})", watcher.leading.is_set, 30)
 
                 # Another worker process starts the jobs: its first start in the namespace re-creates the basics.
-                ex = KubernetesExecutor(settings, None, store=store, api=workers.client())
+                ex = KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=workers.client())
                 ok = new_job(store, tenant, SQUARE)
                 routes = b'<routes><vehicle id="v" depart="0"><route edges="no-such-edge"/></vehicle></routes>'
                 bad = new_job(store, tenant, square_variant(tmp_path, "bad.zip", routes=routes))
@@ -296,7 +297,7 @@ def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluste
                 long = new_job(store, tenant, square_variant(tmp_path, "long.zip", end="1000000000"))
                 ex.start(long)
                 wait_as(every, "RUNNING published", lambda: event(recorder, long.job_id, JobStatus.RUNNING), 120)
-                front = KubernetesExecutor(settings, None, store=store, api=serving.client())
+                front = KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=serving.client())
                 assert wait_as(every, "the live log through the API's identity",
                                lambda: front.read_live_log(long, 0, 1000), 60)
                 capacity = front.capacity()

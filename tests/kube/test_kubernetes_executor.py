@@ -13,6 +13,7 @@ from kubernetes import client
 from core.domain.states import JobStatus
 from core.executors.base import CannotCollectYet
 from core.executors.kubernetes import manifests as m
+from core.bootstrap import archive_limits
 from devcluster.procs import wait_for
 from tests.devcluster.conftest import gone
 from tests.kube.conftest import BOLOGNA, SQUARE, Recorder, run_watcher, square_variant
@@ -131,7 +132,7 @@ def test_an_image_that_cannot_be_pulled_is_reported_as_pending(settings, store, 
 
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
     missing = "registry.invalid/sumo:missing"  # never resolves (RFC 2606): the node agent cannot pull it
-    executor = KubernetesExecutor(settings.model_copy(update={"sumo_image": missing}), None, store=store,
+    executor = KubernetesExecutor(settings.model_copy(update={"sumo_image": missing}), None, limits=archive_limits(settings), store=store,
                                   api=cluster.api_client(), publish=Recorder())
     spec = submit(SQUARE)
     executor.start(spec)

@@ -13,9 +13,12 @@ from kubernetes.client.rest import ApiException
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
 from core.executors.base import ExecutorUnavailable, JobSpec
-from core.executors.kubernetes.executor import KubernetesExecutor, _api_server, extract_listed, parse_collector_log
+from core.executors.kubernetes.client import api_server
+from core.executors.kubernetes.collection import extract_listed, parse_collector_log
+from core.executors.kubernetes.executor import KubernetesExecutor
 from core.settings import Settings
 from core.storage.local import LocalStore
+from core.bootstrap import archive_limits
 
 BOLOGNA = Path(__file__).resolve().parents[2] / "test_networks" / "zips" / "bologna-acosta.zip"
 
@@ -23,10 +26,10 @@ BOLOGNA = Path(__file__).resolve().parents[2] / "test_networks" / "zips" / "bolo
 def test_repack_is_deterministic_and_keeps_only_the_scenario(tmp_path):
     store = LocalStore(tmp_path / "store")
     store.put_file("inputs/t/j.zip", BOLOGNA)
-    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient())
+    ex = KubernetesExecutor(Settings(), None, limits=archive_limits(Settings()), store=store, api=client.ApiClient())
     spec = JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
-    first, config, log_file = ex._repack(spec)
-    second, _, _ = ex._repack(spec)
+    first, config, log_file = ex.starter.repack(spec)
+    second, _, _ = ex.starter.repack(spec)
     assert first == second  # a re-delivered start re-creates byte-identical ConfigMaps
     assert (config, log_file) == ("run.sumocfg", "sumo_log.txt")
     import io
@@ -38,8 +41,8 @@ def test_repack_is_deterministic_and_keeps_only_the_scenario(tmp_path):
 def test_an_upload_that_is_exactly_the_scenario_is_used_as_is(tmp_path):
     store = LocalStore(tmp_path / "store")
     store.put_file("inputs/t/j.zip", BOLOGNA)
-    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient())
-    archive, _, _ = ex._repack(JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60))
+    ex = KubernetesExecutor(Settings(), None, limits=archive_limits(Settings()), store=store, api=client.ApiClient())
+    archive, _, _ = ex.starter.repack(JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60))
     assert archive == BOLOGNA.read_bytes()
 
 
@@ -54,10 +57,10 @@ def test_a_root_folder_and_ignored_entries_are_stripped(tmp_path):
         zout.writestr("__MACOSX/scenario/._run.sumocfg", b"junk")
     store = LocalStore(tmp_path / "store")
     store.put_file("inputs/t/j.zip", src)
-    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient())
+    ex = KubernetesExecutor(Settings(), None, limits=archive_limits(Settings()), store=store, api=client.ApiClient())
     spec = JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
-    first, config, _ = ex._repack(spec)
-    assert first == ex._repack(spec)[0] and config == "run.sumocfg"
+    first, config, _ = ex.starter.repack(spec)
+    assert first == ex.starter.repack(spec)[0] and config == "run.sumocfg"
     import io
 
     with zipfile.ZipFile(BOLOGNA) as zin, zipfile.ZipFile(io.BytesIO(first)) as packed:
@@ -128,7 +131,7 @@ def test_a_write_conflict_is_retried_but_already_exists_is_done():
     from core.executors.kubernetes import KubernetesExecutor
     from core.settings import Settings
 
-    ex = KubernetesExecutor(Settings(), None, api=client.ApiClient(), publish=lambda e: None)
+    ex = KubernetesExecutor(Settings(), None, limits=archive_limits(Settings()), api=client.ApiClient(), publish=lambda e: None)
     spec = JobSpec("j", "t", "ns", 1, 1, "a.sumocfg", "inputs/t/j.zip", 60)
     body = {"kind": "ConfigMap", "metadata": {"name": "cm"}}
 
@@ -139,7 +142,7 @@ def test_a_write_conflict_is_retried_but_already_exists_is_done():
         if len(calls) == 1:
             raise _api_error(409, "Conflict")
 
-    ex._create_quota_aware(spec, conflict_once, body)
+    ex.starter.create_quota_aware(spec, conflict_once, body)
     assert len(calls) == 2, "the conflicting create was tried again"
 
     calls.clear()
@@ -148,7 +151,7 @@ def test_a_write_conflict_is_retried_but_already_exists_is_done():
         calls.append(ns)
         raise _api_error(409, "AlreadyExists")
 
-    ex._create_quota_aware(spec, exists, body)
+    ex.starter.create_quota_aware(spec, exists, body)
     assert len(calls) == 1
 
 
@@ -200,9 +203,9 @@ class _FakeCluster:
 def _executor_on(fake, tmp_path, published):
     store = LocalStore(tmp_path / "store")
     store.put_file("inputs/t/j.zip", BOLOGNA)
-    ex = KubernetesExecutor(Settings(), None, store=store, api=client.ApiClient(), publish=published.append)
-    ex.batch = ex.core = fake
-    ex._ready_namespaces.add("ns")
+    ex = KubernetesExecutor(Settings(), None, limits=archive_limits(Settings()), store=store, api=client.ApiClient(), publish=published.append)
+    ex.kube.batch = ex.kube.core = fake
+    ex.tenants.ready_namespaces.add("ns")
     return ex, JobSpec("j", "t", "ns", 1, 1, "run.sumocfg", "inputs/t/j.zip", 60)
 
 
@@ -213,7 +216,7 @@ def test_a_quota_refusal_waits_but_an_authorization_refusal_is_raised():
     from kubernetes.client.rest import ApiException
 
     events = []
-    ex = KubernetesExecutor(Settings(), None, api=client.ApiClient(), publish=events.append)
+    ex = KubernetesExecutor(Settings(), None, limits=archive_limits(Settings()), api=client.ApiClient(), publish=events.append)
     spec = JobSpec("j", "t", "sumo-quota-team", 1, 1, "a.sumocfg", "inputs/t/j.zip", 60)
     body = {"kind": "ConfigMap", "metadata": {"name": "cm"}}
 
@@ -230,7 +233,7 @@ def test_a_quota_refusal_waits_but_an_authorization_refusal_is_raised():
             raise forbidden('configmaps "cm" is forbidden: exceeded quota: sumo-quota, requested: configmaps=1, '
                             'used: configmaps=3, limited: configmaps=3')
 
-    ex._create_quota_aware(spec, over_quota_once, body)
+    ex.starter.create_quota_aware(spec, over_quota_once, body)
     assert len(calls) == 2 and events[0].reason.startswith("Forbidden: configmaps \"cm\" is forbidden: exceeded quota")
 
     def rbac(ns, b):  # the namespace's name contains "quota": only the plugin's wording counts
@@ -238,7 +241,7 @@ def test_a_quota_refusal_waits_but_an_authorization_refusal_is_raised():
                         'resource "configmaps" in API group "" in the namespace "sumo-quota-team"')
 
     with pytest.raises(ApiException):
-        ex._create_quota_aware(spec, rbac, body)
+        ex.starter.create_quota_aware(spec, rbac, body)
 
 
 def test_start_creates_the_job_then_its_owned_configmaps(tmp_path):
@@ -306,19 +309,18 @@ def test_a_namespace_deleted_since_it_was_ensured_is_recreated_by_the_retry(tmp_
     fake.create_namespaced_job = no_namespace
     with pytest.raises(ApiException):
         ex.start(spec)
-    assert "ns" not in ex._ready_namespaces  # the next delivery runs _ensure_basics again
+    assert "ns" not in ex.tenants.ready_namespaces  # the next delivery runs _ensure_basics again
 
 
 def test_an_upload_lying_about_a_size_is_not_used_as_is(tmp_path):
     """A member that inflates to more than its header says must not reach the pod as is (the re-pack refuses it)."""
-    from core.executors.kubernetes.executor import _usable_as_is
+    from core.executors.kubernetes.job_start import usable_as_is
     from core.scenario import inspect_archive
-    from core.services.context import archive_limits
 
     src = tmp_path / "ok.zip"
     src.write_bytes(BOLOGNA.read_bytes())
     scenario = inspect_archive(src, "run.sumocfg", archive_limits(Settings()))
-    assert _usable_as_is(src, scenario)
+    assert usable_as_is(src, scenario)
 
     data = bytearray(src.read_bytes())
     with zipfile.ZipFile(src) as zf:
@@ -334,7 +336,7 @@ def test_an_upload_lying_about_a_size_is_not_used_as_is(tmp_path):
     data[pos + 24:pos + 28] = (info.file_size // 2).to_bytes(4, "little")
     lying = tmp_path / "lying.zip"
     lying.write_bytes(bytes(data))
-    assert not _usable_as_is(lying, scenario)
+    assert not usable_as_is(lying, scenario)
 
 
 def test_quota_wait_lasts_until_the_controller_applied_the_new_values():
@@ -351,9 +353,9 @@ def test_quota_wait_lasts_until_the_controller_applied_the_new_values():
             Core.calls += 1
             return reads[min(Core.calls, len(reads)) - 1]
 
-    ex = KubernetesExecutor(Settings(), None, api=client.ApiClient())
-    ex.core = Core()
-    ex._wait_quota_settled("ns")
+    ex = KubernetesExecutor(Settings(), None, limits=archive_limits(Settings()), api=client.ApiClient())
+    ex.kube.core = Core()
+    ex.tenants.wait_quota_settled("ns")
     assert Core.calls == 2
 
 
@@ -366,13 +368,13 @@ def test_quota_wait_lasts_until_the_controller_applied_the_new_values():
 ])
 def test_an_api_server_away_is_unavailable_not_an_error(failure):
     with pytest.raises(ExecutorUnavailable, match="Kubernetes API server"):
-        with _api_server():
+        with api_server():
             raise failure
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
 def test_a_refusal_stays_what_it_is(status):
     with pytest.raises(ApiException) as raised:
-        with _api_server():
+        with api_server():
             raise ApiException(status=status, reason="refused")
     assert raised.value.status == status

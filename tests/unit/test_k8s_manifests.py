@@ -120,7 +120,7 @@ def test_unpack_and_collect_scripts_round_trip(tmp_path):
     (jd / "sumo.log").write_text("hello\n")
     out = subprocess.run([sys.executable, "-c", m.COLLECT_SCRIPT], env=env, check=True,
                          capture_output=True, text=True).stdout
-    from core.executors.kubernetes.executor import parse_collector_log
+    from core.executors.kubernetes.collection import parse_collector_log
 
     header, raw = parse_collector_log(out)
     assert set(header) == {"run/sub/out.xml", "sumo.log"}
