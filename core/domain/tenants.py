@@ -1,8 +1,10 @@
 """Tenant identity rules: ids, namespaces and API keys.
 
-A tenant id becomes a Kubernetes namespace, so it must be a DNS-1123 label.
-Ids that would land on a system namespace are refused rather than silently
-mapped, so that what a tenant registers is what an operator sees.
+A tenant id becomes a Kubernetes namespace (``sumo-<id>``), so it must be a
+DNS-1123 label.  Reserved names are checked on both the id and the namespace
+it produces: ``k8-system`` is a harmless-looking id whose namespace,
+``sumo-k8-system``, is the controller's own.  Such ids are refused rather than
+silently mapped, so that what a tenant registers is what an operator sees.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ DNS_LABEL = re.compile(TENANT_ID_PATTERN)
 NAMESPACE_PREFIX = "sumo-"
 RESERVED_EXACT = {"default", "kube-system", "kube-public", "kube-node-lease", "sumo-k8", "sumo-k8-system"}
 RESERVED_PREFIXES = ("kube-", "openshift-", "sumo-k8")
+#: Namespaces of the system: a tenant's ``sumo-<id>`` may not be one of them (``sumo-k8s-lab`` is fine).
+RESERVED_NAMESPACE_PREFIXES = ("kube-", "openshift-", "sumo-k8-")
 API_KEY_PREFIX = "sk-"
 
 
@@ -24,16 +28,26 @@ class InvalidTenantId(ValueError):
     pass
 
 
-def validate_tenant_id(tenant_id: str) -> str:
-    """Return ``tenant_id`` if usable, else raise InvalidTenantId saying why."""
+def validate_tenant_id(tenant_id: str, controller_namespace: str = "sumo-k8-system") -> str:
+    """Return ``tenant_id`` if usable, else raise InvalidTenantId saying why.
+
+    ``controller_namespace`` (the setting ``CONTROLLER_NAMESPACE``) is reserved too, whatever its name.
+    """
     if not 1 <= len(tenant_id) <= 63 - len(NAMESPACE_PREFIX):
         raise InvalidTenantId(f"tenant_id must be 1 to {63 - len(NAMESPACE_PREFIX)} characters long")
     if not DNS_LABEL.fullmatch(tenant_id):
         raise InvalidTenantId(
             "tenant_id must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"
         )
-    if tenant_id in RESERVED_EXACT or tenant_id.startswith(RESERVED_PREFIXES):
+    if tenant_id in RESERVED_EXACT or tenant_id == controller_namespace or tenant_id.startswith(RESERVED_PREFIXES):
         raise InvalidTenantId(f"tenant_id {tenant_id!r} is reserved for the system")
+    namespace = namespace_for(tenant_id)
+    if namespace in RESERVED_EXACT or namespace == controller_namespace \
+            or namespace.startswith(RESERVED_NAMESPACE_PREFIXES):
+        raise InvalidTenantId(
+            f"tenant_id {tenant_id!r} is reserved for the system: its namespace {namespace!r} is one of the "
+            "system's (the controller's namespace, sumo-k8-*, kube-*)"
+        )
     return tenant_id
 
 

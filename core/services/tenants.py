@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from core.domain.tenants import InvalidTenantId, hash_api_key, namespace_for, new_api_key, validate_tenant_id
 from core.services import admission
-from core.services.context import Context, utcnow
+from core.clock import utcnow
+from core.services.context import Context
 from core.services.errors import Conflict, Invalid, NotFound
 
 
@@ -12,7 +13,7 @@ def register(
 ) -> tuple[dict, str]:
     """Create a tenant (unset limits take the settings' defaults); returns its row and its API key (shown once, stored hashed)."""
     try:
-        validate_tenant_id(tenant_id)
+        validate_tenant_id(tenant_id, ctx.settings.controller_namespace)
     except InvalidTenantId as exc:
         raise Invalid(str(exc)) from None
     api_key = new_api_key()

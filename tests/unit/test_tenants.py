@@ -56,6 +56,25 @@ def test_reserved_ids_are_refused(tenant_id):
         validate_tenant_id(tenant_id)
 
 
+@pytest.mark.parametrize("tenant_id", ["k8-system", "k8", "k8-anything"])
+def test_ids_whose_namespace_is_the_systems_are_refused(tenant_id):
+    """``k8-system`` looks harmless, but its namespace ``sumo-k8-system`` is the controller's own."""
+    with pytest.raises(InvalidTenantId, match=f"namespace 'sumo-{tenant_id}'"):
+        validate_tenant_id(tenant_id)
+
+
+def test_the_configured_controller_namespace_is_reserved():
+    assert validate_tenant_id("prod") == "prod"
+    with pytest.raises(InvalidTenantId, match="namespace 'sumo-prod'"):
+        validate_tenant_id("prod", controller_namespace="sumo-prod")
+    with pytest.raises(InvalidTenantId, match="reserved"):
+        validate_tenant_id("platform", controller_namespace="platform")
+
+
+def test_a_namespace_that_only_starts_like_the_systems_is_fine():
+    assert validate_tenant_id("k8s-lab") == "k8s-lab"
+
+
 def test_invalid_tenant_id_is_a_value_error():
     assert issubclass(InvalidTenantId, ValueError)
 
