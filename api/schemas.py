@@ -55,7 +55,10 @@ class JobAccepted(BaseModel):
 class Job(BaseModel):
     job_id: str
     scenario_id: str
-    status: str
+    status: str = Field(..., description="QUEUED, ADMITTED, PENDING, RUNNING, COLLECTING (the run ended; its results "
+                                         "and log are being stored), then SUCCEEDED, FAILED or CANCELLED")
+    outcome: str | None = Field(None, description="How the run ended (SUCCEEDED, FAILED, CANCELLED): the status a "
+                                                  "COLLECTING job takes once its results are stored")
     cpu_request: int
     memory_gi: int
     config_file: str

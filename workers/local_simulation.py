@@ -15,7 +15,7 @@ _runner = None
 def run(ctx: Context, job_id: str) -> None:
     global _runner
     job, spec = job_and_spec(ctx, job_id)
-    if job is None or JobStatus(job["status"]).is_terminal:
+    if job is None or JobStatus(job["status"]).run_over:
         log.info("job %s: not running it, it is %s", job_id, job["status"] if job else "gone")
         return
     if _runner is None:

@@ -22,6 +22,7 @@ from core.domain.states import ACTIVE, TERMINAL, JobStatus
 ACTIVE_VALUES = [s.value for s in ACTIVE]
 MAX_BACKOFF_EXPONENT = 6  # at most 64 × SWEEP_GRACE_SECONDS between re-sends
 TERMINAL_VALUES = [s.value for s in TERMINAL]
+RUN_OVER_VALUES = [s.value for s in JobStatus if s.run_over]
 
 
 # Built once: the hot paths (submission, authentication of every request, polling) only bind parameters;
@@ -347,7 +348,7 @@ class JobRepository:
         stmt = (
             sa.select(jobs.c.job_id)
             .where(
-                jobs.c.status.in_(TERMINAL_VALUES),
+                jobs.c.status.in_(RUN_OVER_VALUES),
                 jobs.c.results_collected_at.is_(None),
                 self._stalled(now, grace_seconds),
             )

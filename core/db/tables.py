@@ -44,6 +44,8 @@ jobs = sa.Table(
     sa.Column("exit_code", sa.Integer),
     sa.Column("error", sa.Text),
     sa.Column("pending_reason", sa.Text),
+    # While COLLECTING: how the run ended (SUCCEEDED, FAILED, CANCELLED), the status it takes once collected.
+    sa.Column("outcome", sa.Text),
     sa.Column("kpis", JSONB),
     sa.Column("result_files", JSONB),
     sa.Column("results_collected_at", sa.DateTime(timezone=True)),

@@ -5,6 +5,12 @@ stale event (a late ``RUNNING`` after ``SUCCEEDED``, a redelivered message)
 is recognised and ignored instead of moving a job backwards.  The only
 same-rank change allowed is a new ``pending_reason`` while PENDING, so the
 user sees why Kubernetes (or the local slot pool) is still holding the job.
+
+When the executor reports how a run ended, the job becomes COLLECTING, with
+that ``outcome`` recorded, and only reaches it (SUCCEEDED, FAILED) once its
+outputs and log are in the result store: a client that sees SUCCEEDED can
+download the results at once.  A COLLECTING job no longer counts against the
+quota.  A cancel by the tenant ends a job at once (CANCELLED); its log follows.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ class JobStatus(str, enum.Enum):
     ADMITTED = "ADMITTED"      # counted against the quota, handed to the executor
     PENDING = "PENDING"        # the executor has it but it is not running yet (pending_reason says why)
     RUNNING = "RUNNING"
+    COLLECTING = "COLLECTING"  # the run ended (``outcome`` says how); its outputs and log are being stored
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -30,15 +37,21 @@ class JobStatus(str, enum.Enum):
     def is_terminal(self) -> bool:
         return self in TERMINAL
 
+    @property
+    def run_over(self) -> bool:
+        """The run has ended (its results may still be on their way): COLLECTING or terminal."""
+        return self is JobStatus.COLLECTING or self in TERMINAL
+
 
 _RANK = {
     JobStatus.QUEUED: 0,
     JobStatus.ADMITTED: 1,
     JobStatus.PENDING: 2,
     JobStatus.RUNNING: 3,
-    JobStatus.SUCCEEDED: 4,
-    JobStatus.FAILED: 4,
-    JobStatus.CANCELLED: 4,
+    JobStatus.COLLECTING: 4,
+    JobStatus.SUCCEEDED: 5,
+    JobStatus.FAILED: 5,
+    JobStatus.CANCELLED: 5,
 }
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -96,6 +109,7 @@ class JobState:
     exit_code: int | None = None
     error: str | None = None
     pending_reason: str | None = None
+    outcome: JobStatus | None = None  # while COLLECTING: the terminal state it reaches once collected
     changes: dict = field(default_factory=dict, compare=False)
 
 
@@ -104,11 +118,13 @@ def apply_event(state: JobState, event: StatusEvent) -> JobState | None:
 
     Executor events never apply to a QUEUED job: the executor only learns of
     a job after admission committed, so such an event is a stray redelivery.
+    A run's end (SUCCEEDED, FAILED, CANCELLED) makes the job COLLECTING with
+    that outcome; :func:`collected` then completes it.
     """
     if event.status not in EXECUTOR_STATES:
         raise IllegalTransition(f"executors cannot report {event.status.value}")
     current = state.status
-    if current.is_terminal or current is JobStatus.QUEUED:
+    if current.run_over or current is JobStatus.QUEUED:
         return None
     if event.status.rank < current.rank:
         return None
@@ -124,6 +140,8 @@ def apply_event(state: JobState, event: StatusEvent) -> JobState | None:
         changes["pending_reason"] = None
         changes["started_at"] = state.started_at or event.at
     else:
+        changes["status"] = JobStatus.COLLECTING
+        changes["outcome"] = event.status
         changes["pending_reason"] = None
         changes["finished_at"] = event.at
         changes["exit_code"] = event.exit_code
@@ -132,6 +150,16 @@ def apply_event(state: JobState, event: StatusEvent) -> JobState | None:
         else:
             changes["error"] = _error_text(event)
     return replace(state, **changes, changes=changes)
+
+
+def collected(state: JobState) -> JobState | None:
+    """COLLECTING → its outcome, once the results are stored; None for a job that was not collecting
+    (a cancelled job's log arrives after its CANCELLED)."""
+    if state.status is not JobStatus.COLLECTING:
+        return None
+    outcome = state.outcome or JobStatus.FAILED
+    changes = {"status": outcome}
+    return replace(state, status=outcome, changes=changes)
 
 
 def _error_text(event: StatusEvent) -> str | None:
@@ -148,8 +176,8 @@ def admit(state: JobState, at: datetime) -> JobState:
 
 
 def cancel(state: JobState, at: datetime) -> JobState | None:
-    """Any unfinished state → CANCELLED; None when already finished."""
-    if state.status.is_terminal:
+    """Any state before the run's end → CANCELLED; None once the run is over (COLLECTING or finished)."""
+    if state.status.run_over:
         return None
     changes = {"status": JobStatus.CANCELLED, "finished_at": at, "pending_reason": None, "error": "cancelled by the tenant"}
     return replace(state, **changes, changes=changes)

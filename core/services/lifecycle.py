@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel
+from core.domain.states import JobState, JobStatus, StatusEvent, apply_event, cancel, collected
 from core.executors.base import CannotCollectYet, StillRunning
 from core.results import parse_statistics
 from core.clock import utcnow
@@ -28,6 +28,7 @@ def _state(row: dict) -> JobState:
         exit_code=row["exit_code"],
         error=row["error"],
         pending_reason=row["pending_reason"],
+        outcome=JobStatus(row["outcome"]) if row.get("outcome") else None,
     )
 
 
@@ -71,11 +72,13 @@ def apply_status(ctx: Context, event: StatusEvent) -> bool:
             log.debug("job %s: %s event ignored (job is %s)", event.job_id, event.status.value, job["status"])
             return False
         changes = dict(new.changes)
-        if new.status.is_terminal:
+        if new.status.run_over:
             changes["last_dispatch_at"] = now
         uow.jobs.update(event.job_id, changes, now)
-    log.info("job %s: %s -> %s%s", event.job_id, job["status"], new.status.value, f" ({event.reason})" if event.reason else "")
-    if new.status.is_terminal:
+    log.info("job %s: %s -> %s%s", event.job_id, job["status"], new.status.value,
+             f" ({event.status.value}{': ' + event.reason if event.reason else ''})" if new.status.run_over
+             else f" ({event.reason})" if event.reason else "")
+    if new.status.run_over:
         _after_finish(ctx, event.job_id, job["tenant_id"])
     return True
 
@@ -114,14 +117,14 @@ def stop_in_executor(ctx: Context, job_id: str) -> None:
 def collect_results(ctx: Context, job_id: str) -> None:
     """Copy a finished job's outputs to the result store and record them (idempotent)."""
     job, spec = job_and_spec(ctx, job_id)
-    if job is None or not JobStatus(job["status"]).is_terminal or job["results_collected_at"] is not None:
+    if job is None or not JobStatus(job["status"]).run_over or job["results_collected_at"] is not None:
         return
     if job["status"] == JobStatus.CANCELLED.value:
         # The cancel message is best effort (lost while Redis is down); collection is re-sent by the
         # sweeper until it succeeds, so stopping the run again here means a cancel is never lost.
         ctx.executor.cancel(spec)
     try:
-        collected = ctx.executor.collect(spec, ctx.store)
+        stored = ctx.executor.collect(spec, ctx.store)
     except StillRunning as exc:
         log.info("job %s: %s; collecting again shortly", job_id, exc)
         ctx.bus.collect_results(job_id, delay_ms=COLLECT_RETRY_MS)
@@ -129,19 +132,23 @@ def collect_results(ctx: Context, job_id: str) -> None:
     except CannotCollectYet as exc:
         log.warning("job %s: results not collected yet: %s; the sweeper tries again", job_id, exc)
         return
-    kpis = parse_statistics(collected.statistics) if collected.statistics else None
+    kpis = parse_statistics(stored.statistics) if stored.statistics else None
     now = utcnow()
     with ctx.uow() as uow:
+        current = uow.jobs.get(job_id, lock=True)
+        done = collected(_state(current)) if current is not None else None
         uow.jobs.update(
             job_id,
             {
-                "result_files": collected.files,
+                "result_files": stored.files,
                 "kpis": kpis,
-                "log_archived": collected.log_archived,
+                "log_archived": stored.log_archived,
                 "results_collected_at": now,
+                **(done.changes if done is not None else {}),
             },
             now,
         )
-    log.info("job %s: %d result files collected", job_id, len(collected.files))
+    log.info("job %s: %d result files collected%s", job_id, len(stored.files),
+             f"; {done.status.value}" if done is not None else "")
     ctx.executor.release(spec)
 

@@ -8,7 +8,7 @@ import zipfile
 import httpx
 import pytest
 
-from tests.integration.harness import ZIPS, log_lines
+from tests.integration.harness import ZIPS, log_lines, wait_until
 
 
 def read_sse(api, tenant, job_id, last_event_id=None, timeout=180):
@@ -115,6 +115,26 @@ def test_failing_simulation_reports_exit_code_and_log_tail(api, tenant):
     assert "no_such_edge" in job["error"], "the error carries the log's last lines"
     results = api.wait_results(tenant, job_id)
     assert "sumo.log" in {f["name"] for f in results["files"]}
+
+
+@pytest.mark.parametrize("archive", ["square.zip", "bologna-acosta.zip"])
+def test_a_finished_job_shows_its_results_at_once(api, tenant, archive):
+    """A poller that sees the run's outcome can download at once: every observation of a final status comes
+    with the results and the log already listed (the job says COLLECTING until then)."""
+    job_id = api.submit_ok(tenant, archive)
+    seen: list[str] = []
+
+    def finished():
+        job = api.job(tenant, job_id)
+        seen.append(job["status"])
+        if job["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            listed = api.http.get(f"/jobs/{job_id}/results", headers=api.auth(tenant)).json()
+            assert listed["collected"] and "sumo.log" in {f["name"] for f in listed["files"]}, (job, listed)
+            return job
+        return None
+
+    assert wait_until(finished, 180, f"{archive} to finish", interval=0.01)["status"] == "SUCCEEDED"
+    assert "RUNNING" in seen
 
 
 def test_a_long_log_streams_whole_in_bounded_events(api, tenant):

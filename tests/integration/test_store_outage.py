@@ -57,19 +57,23 @@ def test_store_away_refuses_what_needs_it_and_loses_no_results(make_stack):
             assert read.status_code == 503 and "S3" in read.json()["detail"], (path, read.text)
             assert read.headers["Retry-After"].isdigit()
 
-        # The run ends while the store is away: its collection fails, and is retried.
-        assert api.wait_status(tenant, running, timeout=120)["status"] == "SUCCEEDED"
+        # The run ends while the store is away: its collection fails, and is retried.  Until its results are
+        # stored the job says it is collecting, not SUCCEEDED.
+        collecting = api.wait_status(tenant, running, "COLLECTING", timeout=120)
+        assert collecting["outcome"] == "SUCCEEDED" and collecting["exit_code"] == 0
         workers_log = stack.data_dir / "logs" / "workers.log"
         wait_until(lambda: "the S3 result store cannot be reached" in workers_log.read_text(errors="replace"),
                    60, "a collection of the results meeting the outage")
         listed = api.http.get(f"/jobs/{running}/results", headers=api.auth(tenant)).json()
         assert not listed["collected"] and listed["files"] == []
+        assert api.job(tenant, running)["status"] == "COLLECTING"
 
         emu = emulators.start_s3(port=port)
         _create_bucket(emu, bucket)
 
         results = api.wait_results(tenant, running, timeout=120)
         assert {"sumo.log", "sumo-statistics.xml"} <= {f["name"] for f in results["files"]}
+        assert api.job(tenant, running)["status"] == "SUCCEEDED"
         for f in results["files"]:
             got = api.http.get(f"/jobs/{running}/results/{f['name']}", headers=api.auth(tenant))
             assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == f["sha256"], f["name"]

@@ -17,6 +17,7 @@ from core.domain.states import (
     admit,
     apply_event,
     cancel,
+    collected,
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -26,6 +27,7 @@ T2 = T0 + timedelta(seconds=20)
 S = JobStatus
 ALL = list(JobStatus)
 NON_TERMINAL = [s for s in ALL if not s.is_terminal]
+BEFORE_RUN_END = [s for s in ALL if not s.run_over]
 TERMINALS = [S.SUCCEEDED, S.FAILED, S.CANCELLED]
 
 
@@ -42,7 +44,7 @@ def state(status: JobStatus, **kw) -> JobState:
 
 def test_ranks_are_ordered():
     assert S.QUEUED.rank < S.ADMITTED.rank < S.PENDING.rank < S.RUNNING.rank
-    assert S.RUNNING.rank < S.SUCCEEDED.rank == S.FAILED.rank == S.CANCELLED.rank
+    assert S.RUNNING.rank < S.COLLECTING.rank < S.SUCCEEDED.rank == S.FAILED.rank == S.CANCELLED.rank
 
 
 def test_terminal_and_active_sets():
@@ -51,6 +53,7 @@ def test_terminal_and_active_sets():
     assert EXECUTOR_STATES == {S.PENDING, S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELLED}
     for s in ALL:
         assert s.is_terminal == (s in TERMINAL)
+        assert s.run_over == (s in TERMINAL or s is S.COLLECTING)
 
 
 def test_status_event_round_trips_through_message():
@@ -171,14 +174,14 @@ def test_to_running_keeps_an_earlier_started_at():
 def test_to_succeeded(current):
     started = T0 if current is S.RUNNING else None
     new = apply_event(state(current, started_at=started, pending_reason="x"), ev(S.SUCCEEDED, at=T2, exit_code=0))
-    assert new.status is S.SUCCEEDED
+    assert (new.status, new.outcome) == (S.COLLECTING, S.SUCCEEDED)  # SUCCEEDED only once the results are stored
     assert new.finished_at == T2
     assert new.exit_code == 0
     assert new.pending_reason is None
     assert new.error is None
     # a job seen finished without a RUNNING event still gets a start time
     assert new.started_at == (started or T2)
-    assert new.changes["status"] is S.SUCCEEDED
+    assert new.changes["status"] is S.COLLECTING and new.changes["outcome"] is S.SUCCEEDED
     assert new.changes["finished_at"] == T2
     assert new.changes["started_at"] == (started or T2)
     assert "error" not in new.changes
@@ -187,14 +190,14 @@ def test_to_succeeded(current):
 @pytest.mark.parametrize("current", [S.ADMITTED, S.PENDING, S.RUNNING])
 def test_to_failed_records_error_and_exit_code(current):
     new = apply_event(state(current, started_at=T0), ev(S.FAILED, at=T2, exit_code=1, reason="sumo crashed", log_tail="Error: x"))
-    assert new.status is S.FAILED
+    assert (new.status, new.outcome) == (S.COLLECTING, S.FAILED)
     assert new.finished_at == T2
     assert new.exit_code == 1
     assert new.error == "sumo crashed\nError: x"
     assert new.pending_reason is None
     assert new.started_at == T0
-    assert new.changes == {"status": S.FAILED, "pending_reason": None, "finished_at": T2, "exit_code": 1,
-                           "error": "sumo crashed\nError: x"}
+    assert new.changes == {"status": S.COLLECTING, "outcome": S.FAILED, "pending_reason": None, "finished_at": T2,
+                           "exit_code": 1, "error": "sumo crashed\nError: x"}
 
 
 def test_failed_error_from_reason_or_tail_alone():
@@ -212,7 +215,7 @@ def test_failed_does_not_invent_a_start_time():
 @pytest.mark.parametrize("current", [S.ADMITTED, S.PENDING, S.RUNNING])
 def test_executor_reported_cancelled(current):
     new = apply_event(state(current), ev(S.CANCELLED, at=T2, reason="stopped"))
-    assert new.status is S.CANCELLED
+    assert (new.status, new.outcome) == (S.COLLECTING, S.CANCELLED)
     assert new.finished_at == T2
     assert new.error == "stopped"
 
@@ -229,10 +232,30 @@ def test_full_happy_path_sequence():
         nxt = apply_event(s, e)
         assert nxt is not None
         s = nxt
-    assert (s.status, s.admitted_at, s.started_at, s.finished_at, s.exit_code) == (S.SUCCEEDED, T0, T1, T2, 0)
-    # redeliveries of every event are now ignored
+    assert (s.status, s.admitted_at, s.started_at, s.finished_at, s.exit_code) == (S.COLLECTING, T0, T1, T2, 0)
+    # redeliveries of every event are now ignored, while collecting and after
     for e in (ev(S.PENDING), ev(S.RUNNING), ev(S.SUCCEEDED), ev(S.FAILED)):
         assert apply_event(s, e) is None
+    s = collected(s)
+    assert (s.status, s.changes) == (S.SUCCEEDED, {"status": S.SUCCEEDED})
+    for e in (ev(S.PENDING), ev(S.RUNNING), ev(S.SUCCEEDED), ev(S.FAILED)):
+        assert apply_event(s, e) is None
+
+
+@pytest.mark.parametrize("outcome", TERMINALS)
+def test_collecting_ends_in_its_outcome(outcome):
+    assert collected(state(S.COLLECTING, outcome=outcome)).status is outcome
+
+
+@pytest.mark.parametrize("current", [s for s in ALL if s is not S.COLLECTING])
+def test_only_a_collecting_job_is_completed_by_its_collection(current):
+    """A cancelled job's log is collected after its CANCELLED: its status stays."""
+    assert collected(state(current)) is None
+
+
+def test_a_collecting_job_is_not_active_and_cannot_be_cancelled():
+    assert S.COLLECTING not in ACTIVE and not S.COLLECTING.is_terminal
+    assert cancel(state(S.COLLECTING, outcome=S.SUCCEEDED), T2) is None
 
 
 # ----------------------------------------------------------------- admit
@@ -254,7 +277,7 @@ def test_admit_anything_else_is_illegal(current):
 # ----------------------------------------------------------------- cancel / fail
 
 
-@pytest.mark.parametrize("current", NON_TERMINAL)
+@pytest.mark.parametrize("current", BEFORE_RUN_END)
 def test_cancel_unfinished(current):
     new = cancel(state(current, pending_reason="waiting"), T2)
     assert new.status is S.CANCELLED
