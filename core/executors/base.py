@@ -46,6 +46,31 @@ class ExecutorUnavailable(Unavailable):
 
 
 @dataclass(frozen=True)
+class LogPosition:
+    """Where a reader of a job's log is: ``offset`` bytes delivered so far, and, for an executor whose live
+    log cannot be read by byte offset (the Kubernetes pod log: no offset parameter, and the kubelet rotates
+    it), ``mark``, the executor's own resume point (e.g. the timestamp of the last line delivered).
+
+    Its :meth:`token` is the SSE event id a client sends back as ``Last-Event-ID``: ``"<offset>"`` or
+    ``"<offset>@<mark>"``.  Once the log is archived only ``offset`` counts.
+    """
+
+    offset: int = 0
+    mark: str | None = None
+
+    def token(self) -> str:
+        return str(self.offset) if self.mark is None else f"{self.offset}@{self.mark}"
+
+    @classmethod
+    def parse(cls, token: str) -> "LogPosition":
+        """The position a token names; ValueError for anything this service did not send."""
+        offset, sep, mark = token.partition("@")
+        if not offset.isdigit() or (sep and not mark) or len(token) > 100:
+            raise ValueError(f"not a log position: {token!r}")
+        return cls(int(offset), mark or None)
+
+
+@dataclass(frozen=True)
 class CollectedResults:
     """What a finished job left behind, after it was copied to the result store."""
 
@@ -81,6 +106,22 @@ class Executor(abc.ABC):
         """Up to ``limit`` bytes of the running job's log from ``start``; None when there is no live log.
 
         Raises :class:`ExecutorUnavailable` when the log cannot be read now."""
+
+    def read_live_log_from(self, spec: JobSpec, position: LogPosition, limit: int) -> tuple[bytes, LogPosition] | None:
+        """Up to ``limit`` bytes of the running job's log after ``position``, and the position after them;
+        None when there is no live log.  In O(limit) memory, without reading again what came before
+        ``position`` where the executor can (a file can; see each executor).
+
+        Raises :class:`ExecutorUnavailable` when the log cannot be read now."""
+        data = self.read_live_log(spec, position.offset, limit)
+        return None if data is None else (data, LogPosition(position.offset + len(data)))
+
+    def tail_live_log(self, spec: JobSpec, lines: int, max_bytes: int) -> bytes | None:
+        """The last ``lines`` lines (ended by LF or CR) of the running job's log, at most ``max_bytes`` of
+        them, read from its end; None when there is no live log.
+
+        Raises :class:`ExecutorUnavailable` when the log cannot be read now."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
