@@ -10,8 +10,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that deployment examples use where a secret goes: a service started with one of them as its
+#: ADMIN_KEY would hand every tenant's data to whoever read the example.
+PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "change_me", "replace-me", "replaceme", "secret",
+                                 "password", "admin", "example", "xxx", "todo", "<admin-key>", "${admin_key}"})
 
 
 class Settings(BaseSettings):
@@ -76,6 +81,14 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper looks for lost messages.")
     sweep_grace_seconds: float = Field(15.0, gt=0, description="Age of a job without progress since its last message before the sweeper re-sends it (QUEUED, ADMITTED; with EXECUTOR=local also PENDING and RUNNING); doubles per re-send, up to 64 times.")
     redis_heartbeat_timeout_ms: int = Field(15000, ge=1000, description="After this long a dead worker's messages are re-delivered.")
+
+    @field_validator("admin_key")
+    @classmethod
+    def _not_a_placeholder(cls, value: str) -> str:
+        if value.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(f"ADMIN_KEY is the placeholder {value!r}: set a secret of your own "
+                             "(e.g. openssl rand -hex 32), or leave it empty for `make run` to generate one")
+        return value
 
     @property
     def storage_root(self) -> Path:

@@ -24,3 +24,18 @@ def test_failed_start_leaves_no_process_behind(tmp_path, monkeypatch):
     running = {name for name, proc in stack.procs.items() if proc.process and proc.process.poll() is None}
     assert running == set()
     assert all(service.process.poll() is not None for service in stack.services)
+
+
+@pytest.mark.parametrize("entrypoint", [["-m", "uvicorn", "api.app:app", "--port", "0"], ["-m", "workers.sweeper"],
+                                        ["-m", "dramatiq", "workers.actors", "--processes", "1", "--threads", "1"]])
+def test_a_placeholder_admin_key_keeps_every_process_from_starting(entrypoint, tmp_path):
+    """The example deployment once shipped ADMIN_KEY: CHANGE-ME; a service started with it refuses to."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **BASE_ENV, "ADMIN_KEY": "CHANGE-ME", "DATA_DIR": str(tmp_path),
+           "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    done = subprocess.run([sys.executable, *entrypoint], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "ADMIN_KEY is the placeholder 'CHANGE-ME'" in done.stderr + done.stdout

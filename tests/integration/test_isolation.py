@@ -357,3 +357,6 @@ def test_metrics(api, pair):
     assert r.headers["content-type"].startswith("text/plain")
     assert "sumo_jobs" in r.text
     assert "sumo_http_request_duration_seconds" in r.text
+    # Public, so nothing per tenant: no tenant id, job id or scenario name in any label.
+    for private in (pair["a"]["tenant_id"], pair["b"]["tenant_id"], pair["job_id"], "scenario.zip"):
+        assert private not in r.text, private

@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.kube, pytest.mark.timeout(300)]
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 APPLIED = ("namespace.yaml", "rbac.yaml")  # what an admin creates first; harmless to create here for real
-DRY_RUN = ("config.yaml", "controller.yaml")  # validated and admitted, not stored
+DRY_RUN = ("network.yaml", "config.yaml", "controller.yaml")  # validated and admitted, not stored
 FIELD_MANAGER = "sumo-k8-manifest-test"
 
 

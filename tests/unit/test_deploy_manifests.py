@@ -102,3 +102,43 @@ def test_the_duplicate_key_check_catches_one():
     with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'image'"):
         list(yaml.load_all("spec: {image: a, image: b}", Loader=_NoDuplicateKeys))
 
+
+
+def test_no_secret_is_shipped():
+    """The operator creates sumo-k8-secrets; a committed one would carry a value (a placeholder at best)."""
+    for path in sorted((ROOT / "k8s").glob("*.yaml")):
+        kinds = {d.get("kind") for d in _docs(path)}
+        assert "Secret" not in kinds, path
+
+
+@pytest.mark.parametrize("placeholder", ["CHANGE-ME", "changeme", " change-me ", "Replace-Me"])
+def test_a_placeholder_admin_key_is_refused_at_start(placeholder):
+    with pytest.raises(ValueError, match="ADMIN_KEY is the placeholder"):
+        Settings(admin_key=placeholder)
+    assert Settings(admin_key="3f1c9e").admin_key == "3f1c9e"
+
+
+def _workloads() -> list[dict]:
+    return [d for d in _docs(ROOT / "k8s" / "controller.yaml") if "template" in d.get("spec", {})]
+
+
+@pytest.mark.parametrize("workload", _workloads(), ids=lambda d: d["metadata"]["name"])
+def test_every_controller_pod_runs_unprivileged_on_a_read_only_root(workload):
+    pod = workload["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    tmp = {v["name"]: v for v in pod["volumes"]}["tmp"]
+    assert "sizeLimit" in tmp["emptyDir"], "a bounded /tmp: the root filesystem is read-only"
+    for c in pod["containers"]:
+        assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]}}, c["name"]
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], c["name"]
+        assert set(c["resources"]["limits"]) == {"cpu", "memory"}, c["name"]
+
+
+def test_only_the_api_accepts_connections_in_the_controller_namespace():
+    policies = {d["metadata"]["name"]: d["spec"] for d in _docs(ROOT / "k8s" / "network.yaml")}
+    assert policies["sumo-k8-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    api = policies["sumo-k8-api-ingress"]
+    assert api["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    assert api["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
