@@ -7,11 +7,9 @@ benchmark's client, and prints the heaviest functions of the project and of
 its libraries, by the chosen clock (``cpu``: CPU time; ``wall``: includes
 waiting on PostgreSQL, Redis, locks and the connection pool).
 
-yappi is not a dependency of the project: install it into a scratch venv of the
-same Python and pass its site-packages, e.g.
+yappi is in the project's test extra (installed by `make venv`):
 
-    python3 -m venv /tmp/profvenv && /tmp/profvenv/bin/pip install yappi
-    python -m bench.profile_api --extra-path /tmp/profvenv/lib/python3.11/site-packages --clock cpu
+    python -m bench.profile_api --clock cpu
 """
 from __future__ import annotations
 
