@@ -14,6 +14,8 @@ matches the installed sumo.
 * ``NAME_PART_OPTIONS``: strings that become part of output file names
 * ``TRACI_OPTIONS``: TraCI server options -> default; any other value waits for a client
 * ``NETWORK_OPTIONS``: option -> values that make sumo connect to another program
+* ``VALIDATION_DEFAULTS``: the ``xml-validation*`` options -> default scheme
+* ``SCHEMA_FILES``: the schemas sumo ships (``data/xsd``), where it resolves ``.../xsd/NAME``
 """
 
 from __future__ import annotations
@@ -712,6 +714,90 @@ TRACI_OPTIONS = {
 NETWORK_OPTIONS = {
     'pedestrian.model': ('remote',),
 }
+
+VALIDATION_DEFAULTS = {
+    'xml-validation': 'local',
+    'xml-validation.net': 'never',
+    'xml-validation.routes': 'local',
+}
+
+SCHEMA_FILES = frozenset({
+    'activitygenConfiguration.xsd',
+    'additional_file.xsd',
+    'amitran/linkdata.xsd',
+    'amitran/network.xsd',
+    'amitran/od.xsd',
+    'amitran/routes.xsd',
+    'amitran/trajectories.xsd',
+    'battery_file.xsd',
+    'calibratorstats_file.xsd',
+    'collision_file.xsd',
+    'connections_file.xsd',
+    'datamode_file.xsd',
+    'det_e1_file.xsd',
+    'det_e1meso_file.xsd',
+    'det_e2_file.xsd',
+    'det_e3_file.xsd',
+    'detectors_file.xsd',
+    'dfrouterConfiguration.xsd',
+    'duarouterConfiguration.xsd',
+    'edgediff_file.xsd',
+    'edges_file.xsd',
+    'emission_file.xsd',
+    'emissionsDrivingCycleConfiguration.xsd',
+    'emissionsMapConfiguration.xsd',
+    'fcd_file.xsd',
+    'full_file.xsd',
+    'genericparameter_file.xsd',
+    'instant_e1_file.xsd',
+    'jtrrouterConfiguration.xsd',
+    'marouterConfiguration.xsd',
+    'meandata_file.xsd',
+    'net_file.xsd',
+    'netconvertConfiguration.xsd',
+    'neteditConfiguration.xsd',
+    'netgenerateConfiguration.xsd',
+    'netstate_file.xsd',
+    'nodes_file.xsd',
+    'od2tripsConfiguration.xsd',
+    'person_summary_file.xsd',
+    'polyconvertConfiguration.xsd',
+    'ptlines_file.xsd',
+    'queue_file.xsd',
+    'routes_file.xsd',
+    'state_file.xsd',
+    'statistic_file.xsd',
+    'stopinfo_file.xsd',
+    'summary_file.xsd',
+    'sumoConfiguration.xsd',
+    'taz_file.xsd',
+    'tllogic_file.xsd',
+    'tlsstates_file.xsd',
+    'tlsswitches_file.xsd',
+    'tripinfo_file.xsd',
+    'turns_file.xsd',
+    'types/activitygenConfigurationType.xsd',
+    'types/base.xsd',
+    'types/dfrouterConfigurationType.xsd',
+    'types/duarouterConfigurationType.xsd',
+    'types/emissionsDrivingCycleConfigurationType.xsd',
+    'types/emissionsMapConfigurationType.xsd',
+    'types/jtrrouterConfigurationType.xsd',
+    'types/marouterConfigurationType.xsd',
+    'types/meandata.xsd',
+    'types/metadata.xsd',
+    'types/netconvertConfigurationType.xsd',
+    'types/neteditConfigurationType.xsd',
+    'types/netgenerateConfigurationType.xsd',
+    'types/od2tripsConfigurationType.xsd',
+    'types/polyconvertConfigurationType.xsd',
+    'types/route.xsd',
+    'types/sumoConfigurationType.xsd',
+    'types/taz.xsd',
+    'types_file.xsd',
+    'viewsettings_file.xsd',
+    'vtypeprobe_file.xsd',
+})
 
 
 if __name__ == "__main__":  # pragma: no cover - developer tooling

@@ -21,6 +21,10 @@ generation fails and a human has to decide, e.g. when SUMO adds an option):
   ``IGNORED_FILE_OPTIONS`` below. ``OUTPUT_OVERRIDES`` may also name STR
   options that are file names (``device.ssm.file``).
 
+``SCHEMA_FILES`` lists the schemas sumo ships (``data/xsd`` beside the
+binary, else ``$SUMO_HOME/data/xsd``): sumo maps a schema location containing
+``/xsd/`` to that folder, so only those names are safe to accept.
+
 This is developer tooling: it runs a subprocess and writes a file, which the
 validation code itself never does.
 """
@@ -118,6 +122,23 @@ def read_template(sumo: str) -> tuple[str, list[OptionInfo]]:
     return version, options
 
 
+def schema_files(sumo: str) -> set[str]:
+    """Paths (relative to ``data/xsd``) of the schemas shipped with ``sumo``."""
+    candidates = [pathlib.Path(sumo).resolve().parent.parent / "data" / "xsd"]
+    if os.environ.get("SUMO_HOME"):
+        candidates.append(pathlib.Path(os.environ["SUMO_HOME"]) / "data" / "xsd")
+    try:  # the eclipse-sumo wheel, whose bin/sumo beside python is only a launcher
+        import sumo as wheel
+
+        candidates.append(pathlib.Path(wheel.SUMO_HOME) / "data" / "xsd")
+    except (ImportError, AttributeError):
+        pass
+    for folder in candidates:
+        if folder.is_dir():
+            return {p.relative_to(folder).as_posix() for p in folder.rglob("*.xsd")}
+    raise SystemExit(f"no data/xsd folder found for {sumo}; set SUMO_HOME")
+
+
 def classify(options: list[OptionInfo]) -> dict[str, object]:
     """Turn the option list into the sets of the table module."""
     names = {o.name for o in options}
@@ -162,6 +183,7 @@ def classify(options: list[OptionInfo]) -> dict[str, object]:
         "NAME_PART_OPTIONS": set(NAME_PART_OPTIONS),
         "TRACI_OPTIONS": {o.name: o.default for o in options if o.section in TRACI_SECTIONS},
         "NETWORK_OPTIONS": dict(NETWORK_OPTIONS),
+        "VALIDATION_DEFAULTS": {o.name: o.default for o in options if o.name.startswith("xml-validation")},
     }
 
 
@@ -181,6 +203,8 @@ matches the installed sumo.
 * ``NAME_PART_OPTIONS``: strings that become part of output file names
 * ``TRACI_OPTIONS``: TraCI server options -> default; any other value waits for a client
 * ``NETWORK_OPTIONS``: option -> values that make sumo connect to another program
+* ``VALIDATION_DEFAULTS``: the ``xml-validation*`` options -> default scheme
+* ``SCHEMA_FILES``: the schemas sumo ships (``data/xsd``), where it resolves ``.../xsd/NAME``
 """
 '''
 
@@ -211,8 +235,11 @@ def render(version: str, tables: dict[str, object]) -> str:
 
 def generate(sumo: str | None = None) -> str:
     """Text of the table module for the given (or discovered) sumo binary."""
-    version, options = read_template(sumo or find_sumo())
-    return render(version, classify(options))
+    sumo = sumo or find_sumo()
+    version, options = read_template(sumo)
+    tables = classify(options)
+    tables["SCHEMA_FILES"] = schema_files(sumo)
+    return render(version, tables)
 
 
 def main(argv: list[str] | None = None) -> int:
