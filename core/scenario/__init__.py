@@ -3,13 +3,19 @@
 A scenario is a ZIP archive holding a SUMO configuration (``.sumocfg``) and
 the files it references. :func:`inspect_archive` decides from the archive
 alone whether it is safe and complete (zip-bomb limits, entry names, the
-config's input files, its outputs and TraCI options) and describes it as a
-:class:`Scenario`; :func:`extract_scenario` writes exactly the accepted files.
-Every refusal is a :class:`ScenarioError` carrying an HTTP status code.
+config's input files, its outputs, TraCI and thread options, and everything
+the XML files sumo loads point at) and describes it as a :class:`Scenario`;
+:func:`extract_scenario` writes exactly the accepted files. Every refusal is
+a :class:`ScenarioError` carrying an HTTP status code. The rule throughout:
+read the scenario the way sumo 1.28 does, refuse every way it would reach
+outside its run (absolute paths, ``..``, sockets, ``${VAR}`` and ``~``
+expansion, schema fetches), and never refuse what sumo itself runs.
 
 Modules: ``errors`` (the exception), ``paths`` (name/path rules shared by all
-checks), ``xmlsafe`` (expat without DOCTYPE/ENTITY), ``archive`` (ZIP safety
-and the public API), ``sumocfg`` (config parsing and option checks),
+checks), ``xmlsafe`` (expat without DOCTYPE/ENTITY, bounded memory, no
+recursion), ``archive`` (ZIP safety, gzip inflation budget and the public
+API), ``sumocfg`` (config parsing and option checks), ``xmlrefs`` (includes,
+file attributes, file params and schema locations of the loaded XML files),
 ``sumo_options`` (option table generated from the sumo binary by
 ``sumo_options_gen``).
 """

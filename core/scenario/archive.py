@@ -5,9 +5,13 @@ directory (cheap, even for a bomb), refuses unsafe entry names, symlinks,
 encrypted entries and anything that looks like a decompression bomb, drops
 archiver litter, strips a single top-level folder, picks the ``.sumocfg`` and
 hands the config to :mod:`core.scenario.sumocfg` for the SUMO-level checks.
-The only bytes it decompresses are the config itself and the additional and
-route files it references (bounded by the declared, already-checked sizes;
-gzip-compressed XML inside is inflated under ``max_uncompressed_bytes``).
+The only bytes it decompresses are the config itself and the XML inputs sumo
+parses (network, routes, additional files and what they include), bounded by
+the declared, already-checked sizes. Gzip-compressed inputs (``.xml.gz``, as
+real-world scenarios ship their networks) are inflated on the fly, in
+pieces, and every inflated byte of every scanned member counts against ONE
+budget of ``max_uncompressed_bytes`` per archive (413 beyond): a gzip bomb,
+or many, costs bounded CPU and no memory.
 
 ``extract_scenario`` writes exactly the accepted files, streaming and
 re-counting bytes, so a header that lies about sizes cannot make us write more
@@ -54,6 +58,8 @@ _SUPPORTED_METHODS = {
     zipfile.ZIP_LZMA: "lzma",
 }
 _CHUNK = 64 * 1024
+#: Largest piece handed out by the member readers (the XML scanner reads this much at a time).
+_READ_MAX = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -219,7 +225,7 @@ class _BoundedReader:
         if size is None or size < 0:
             size = _CHUNK
         try:
-            data = self._stream.read(min(size, _CHUNK))
+            data = self._stream.read(min(size, _READ_MAX))
         except Exception as exc:  # BadZipFile (bad CRC), zlib.error, lzma.LZMAError, EOFError...
             raise ScenarioError(f"entry {self._name!r} is corrupt ({exc})") from None
         self._count += len(data)
@@ -240,53 +246,81 @@ class _BoundedReader:
             yield data
 
 
+class _InflationBudget:
+    """Bytes that gzip members of one archive may still inflate to, shared by all of them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, n: int, name: str) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise ScenarioError(
+                f"{name} inflates beyond what is left of the {self.limit} bytes the archive's "
+                "gzip-compressed files may inflate to in total", 413
+            )
+
+
 class _XmlMemberReader:
     """Reader for an XML input member that may be gzip-compressed (sumo reads ``.xml.gz``).
 
-    Plain members are passed through; gzip members are inflated on the fly,
-    with the inflated size capped at ``limit`` bytes (413 beyond).
+    Plain members are passed through; gzip members (recognized by their magic
+    bytes, as sumo does) are inflated on the fly, piece by piece, each
+    inflated byte charged to the archive's shared :class:`_InflationBudget`.
+    Concatenated gzip members are inflated like ``gzip`` does.
     """
 
-    def __init__(self, raw: _BoundedReader, limit: int, name: str) -> None:
+    def __init__(self, raw: _BoundedReader, budget: _InflationBudget, name: str) -> None:
         self._raw = raw
         self._name = name
-        self._limit = limit
-        self._count = 0
-        self._pending = raw.read(_CHUNK)
+        self._budget = budget
+        self._pending = raw.read(_READ_MAX)
         self._inflater = zlib.decompressobj(47) if self._pending[:2] == b"\x1f\x8b" else None
 
     def read(self, size: int = -1) -> bytes:
-        size = _CHUNK if size is None or size < 0 else min(size, _CHUNK)
+        size = _READ_MAX if size is None or size < 0 else min(size, _READ_MAX)
         if self._inflater is None:
             if self._pending:
                 data, self._pending = self._pending[:size], self._pending[size:]
                 return data
             return self._raw.read(size)
-        while not self._inflater.eof:
+        while True:
+            if self._inflater.eof:
+                rest = self._inflater.unused_data + self._pending
+                self._pending = b""
+                if not rest:
+                    rest = self._raw.read(_READ_MAX)
+                if rest[:2] != b"\x1f\x8b":
+                    return b""  # end of the gzip stream (trailing garbage is ignored, like zlib does)
+                self._inflater = zlib.decompressobj(47)
+                self._pending = rest
             if not self._pending:
-                self._pending = self._inflater.unconsumed_tail or self._raw.read(_CHUNK)
+                self._pending = self._raw.read(_READ_MAX)
                 if not self._pending:
-                    break
+                    return b""  # truncated stream: the XML parser reports what is missing
             try:
                 data = self._inflater.decompress(self._pending, size)
             except zlib.error as exc:
                 raise ScenarioError(f"{self._name} is not a valid gzip file ({exc})") from None
             self._pending = self._inflater.unconsumed_tail
-            self._count += len(data)
-            if self._count > self._limit:
-                raise ScenarioError(
-                    f"{self._name} inflates to more than {self._limit} bytes", 413
-                )
+            self._budget.charge(len(data), self._name)
             if data:
                 return data
-        return b""
 
     def close(self) -> None:
         self._raw.close()
 
 
+def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> IO[bytes]:
+    try:
+        return zf.open(info)
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError) as exc:
+        raise ScenarioError(f"entry {name!r} is corrupt ({exc})") from None
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
-    with zf.open(info) as raw:
+    with _open_member(zf, info, name) as raw:
         return b"".join(_BoundedReader(raw, info.file_size, name).chunks())
 
 
@@ -362,11 +396,13 @@ def _choose_config(files: list[str], root: str, config_file: str | None) -> str:
 # --------------------------------------------------------------------------- public API
 
 
-def inspect_archive(path: pathlib.Path | BinaryIO, config_file: str | None, limits: ArchiveLimits) -> Scenario:
+def inspect_archive(path: pathlib.Path | BinaryIO, config_file: str | None, limits: ArchiveLimits,
+                    *, max_threads: int | None = None) -> Scenario:
     """Check the upload at ``path`` (a file, or a seekable binary file object) and describe its scenario.
 
     Raises :class:`ScenarioError` (400/413/422) naming the first problem found.
-    Reads only the ZIP file; writes nothing.
+    Reads only the ZIP file; writes nothing. ``max_threads`` (the job's
+    cpu_request) bounds the config's thread options; None leaves them free.
     """
     with _open_zip(path, limits) as zf:
         kept = _collect(zf, limits)
@@ -375,12 +411,12 @@ def inspect_archive(path: pathlib.Path | BinaryIO, config_file: str | None, limi
         files = sorted(rel)
         chosen = _choose_config(files, root, config_file)
 
-        budget = limits.max_uncompressed_bytes
+        budget = _InflationBudget(limits.max_uncompressed_bytes)
 
         def open_member(relpath: str) -> _XmlMemberReader:
-            info = rel[relpath]
-            raw = _BoundedReader(zf.open(info), info.file_size, root + relpath)
-            return _XmlMemberReader(raw, budget, root + relpath)
+            info, name = rel[relpath], root + relpath
+            stream = _open_member(zf, info, name)
+            return _XmlMemberReader(_BoundedReader(stream, info.file_size, name), budget, name)
 
         if rel[chosen].file_size > CONFIG_MAX_BYTES:
             raise ScenarioError(
@@ -388,7 +424,7 @@ def inspect_archive(path: pathlib.Path | BinaryIO, config_file: str | None, limi
                 "allowed for a SUMO configuration file", 413
             )
         config_bytes = _read_member(zf, rel[chosen], root + chosen)
-        analysis = analyze_config(config_bytes, chosen, frozenset(files), open_member)
+        analysis = analyze_config(config_bytes, chosen, frozenset(files), open_member, max_threads)
         return Scenario(
             root=root,
             config_file=chosen,

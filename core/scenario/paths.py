@@ -14,7 +14,13 @@ SUMO's own rules (``src/utils/common/FileHelpers.cpp``) that we mirror:
 * ``stdout``/``STDOUT``/``-``, ``stderr``/``STDERR`` and ``nul``/``NUL``
   (``/dev/null``) are device names, not files;
 * relative names are taken relative to the configuration file's directory and
-  then URL-decoded (``OptionsCont::relocateFiles``), so ``%2e%2e/x`` is ``../x``.
+  then URL-decoded (``OptionsCont::relocateFiles``), so ``%2e%2e/x`` is ``../x``;
+  file attributes of loaded XML files (``file=``, ``href=``) are not decoded;
+* ``StringUtils::substituteEnvironment`` runs over every option value and over
+  every output file name: ``${NAME}`` becomes the variable's value (nothing when
+  unset, so ``${UNSET}/tmp/x`` is ``/tmp/x``), and a ``~`` at the start of the
+  value or right after a ``,`` becomes ``${HOME}``. ``$NAME`` without braces is
+  left alone. :func:`expansion_problem` names either form.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import urllib.parse
 
 __all__ = [
     "DEVICE_NAMES",
+    "expansion_problem",
     "is_junk",
     "normalize_entry_name",
     "resolve_reference",
@@ -81,7 +88,21 @@ def url_decode(value: str) -> str:
     return urllib.parse.unquote(value, errors="strict") if "%" in value else value
 
 
-def resolve_reference(value: str, base_dir: str) -> tuple[str | None, str | None]:
+def expansion_problem(value: str) -> str | None:
+    """What SUMO's ``substituteEnvironment`` would expand in ``value``, or None.
+
+    ``'${...} (environment expansion)'`` for any ``${`` (also an unclosed one:
+    refusing it costs nothing and keeps the rule simple) and
+    ``'~ (home directory expansion)'`` for a ``~`` at the start or after ``,``.
+    """
+    if "${" in value:
+        return "${...} (environment expansion)"
+    if value.startswith("~") or ",~" in value:
+        return "~ (home directory expansion)"
+    return None
+
+
+def resolve_reference(value: str, base_dir: str, decode: bool = True) -> tuple[str | None, str | None]:
     """Resolve one file name found in a config or additional file.
 
     ``base_dir`` is the directory (posix, relative to the scenario root, '' for
@@ -89,27 +110,34 @@ def resolve_reference(value: str, base_dir: str) -> tuple[str | None, str | None
     ``(normalized_path, None)`` on success or ``(None, problem)`` where
     ``problem`` is one of ``'socket'``, ``'absolute'``, ``'escapes'``,
     ``'device'``, ``'empty'``. Both the raw and the URL-decoded form are checked, since SUMO
-    decodes after deciding relativity.
+    decodes after deciding relativity (and both are refused alike); with
+    ``decode=False`` (attributes of loaded XML files, which SUMO takes
+    literally) the returned path is the raw one.
     """
     try:
         decoded = url_decode(value)
     except (UnicodeDecodeError, ValueError):
         decoded = value
-    for form in (value, decoded):
+    forms = (value, decoded)
+    for form in forms:
         if sumo_is_socket(form):
             return None, "socket"
-    for form in (value, decoded):
+    for form in forms:
         if form in DEVICE_NAMES:
             return None, "device"
-    for form in (value, decoded):
+    for form in forms:
         if form.startswith(("/", "\\")) or _DRIVE.match(form) or "\x00" in form:
             return None, "absolute"
-    if "\\" in decoded:
+    joined = None
+    for form in forms:
         # SUMO splits on both separators; treat '\' as '/' for the escape test.
-        decoded = decoded.replace("\\", "/")
-    if not decoded.strip():
-        return None, "empty"
-    joined = posixpath.normpath(posixpath.join(base_dir, decoded))
-    if joined in (".", "..") or joined.startswith("../"):
-        return None, "escapes"
+        form = form.replace("\\", "/")
+        if not form.strip():
+            return None, "empty"
+        normal = posixpath.normpath(posixpath.join(base_dir, form))
+        if normal in (".", "..") or normal.startswith("../"):
+            return None, "escapes"
+        joined = normal if joined is None else joined
+    if decode:
+        joined = posixpath.normpath(posixpath.join(base_dir, decoded.replace("\\", "/")))
     return joined, None

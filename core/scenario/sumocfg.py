@@ -14,17 +14,28 @@ no synonym can sneak an output past the checks).
 The option classification comes from :mod:`core.scenario.sumo_options`, a
 table generated from the real ``sumo`` binary. Checks:
 
+* no option value may use ``${VAR}`` or a leading ``~``: sumo expands both in
+  every option of a config (an unset variable to nothing, so
+  ``${UNSET}/tmp/x`` is ``/tmp/x``, and ``${SECRET}.xml`` puts a secret in a
+  file name);
 * every input file (``net-file``, ``route-files``, ``additional-files``, ...)
-  must exist in the archive, inside the scenario folder;
+  must exist in the archive, inside the scenario folder, except the
+  ``phemlight-path`` folder: sumo searches it, then ``$PHEMLIGHT_PATH``, then
+  ``$SUMO_HOME/data/emissions/PHEMlight/`` (``PHEMlight5/`` for PHEMlight5
+  classes), so a folder the archive lacks is not an error (its path is still
+  checked);
 * outputs must be relative paths inside the scenario folder and not
   ``host:port`` sockets; their normalized paths are collected;
 * options that make SUMO wait for a TraCI client must keep their defaults;
 * ``gui_only`` options are ignored like sumo does, except the two sumo 1.28
   still reads (``gui-settings-file``, ``alternative-net-file``), which are
   input files like the others;
-* additional (and route) files are scanned for ``file=``-like attributes
-  (detector outputs, includes) with the same path rules; included files are
-  not followed.
+* ``threads`` and ``device.rerouting.threads`` may not exceed the job's
+  ``cpu_request`` (when the caller passes it as ``max_threads``);
+* the XML inputs sumo parses (network, route, additional, weight, state and
+  FCD-replay files) are handed to :mod:`core.scenario.xmlrefs`, which follows
+  their includes and checks their file attributes, file params and schema
+  locations; schema locations of the config itself are checked here.
 """
 
 from __future__ import annotations
@@ -35,16 +46,29 @@ from typing import IO, Callable
 
 from . import sumo_options as table
 from .errors import ScenarioError
-from .paths import resolve_reference
-from .xmlsafe import Element, parse_document, scan_elements
+from .paths import expansion_problem, resolve_reference
+from .xmlrefs import Root, check_schema_hints, path_refusal, scan_inputs
+from .xmlsafe import Element, parse_document
 
 __all__ = ["ConfigOption", "ConfigAnalysis", "read_options", "analyze_config"]
 
 CONFIG_ROOTS = ("configuration", "sumoConfiguration")
-#: Attributes of additional-file elements that name files (detector outputs, includes, ...).
-ADDITIONAL_FILE_ATTRIBUTES = frozenset({"file", "dest", "output", "href"})
-#: Inputs that may hold additional elements (sumo also loads detectors etc. from route files).
-SCANNED_INPUT_OPTIONS = frozenset({"additional-files", "route-files"})
+#: XML inputs sumo parses with its generic handler -> the option choosing their schema validation.
+SCANNED_INPUT_OPTIONS = {
+    "net-file": "xml-validation.net",
+    "alternative-net-file": "xml-validation.net",
+    "route-files": "xml-validation.routes",
+    "additional-files": "xml-validation",
+    "weight-files": "xml-validation",
+    "load-state": "xml-validation",
+    "device.fcd-replay.files": "xml-validation",
+}
+#: Binary saved states (``--save-state.files x.sbx``) are not XML.
+BINARY_STATE_SUFFIX = ".sbx"
+#: Folders sumo searches with fallbacks to its own data: a missing one is not an error.
+SEARCH_PATH_OPTIONS = frozenset({"phemlight-path"})
+#: Options that start threads; at most the job's cpu_request.
+THREAD_OPTIONS = ("threads", "device.rerouting.threads")
 
 
 @dataclass(frozen=True)
@@ -128,19 +152,6 @@ def _exists(path: str, files: frozenset[str]) -> bool:
     return any(f.startswith(prefix) for f in files)  # a folder option such as phemlight-path
 
 
-def _path_refusal(problem: str, who: str, value: str, writing: bool) -> ScenarioError:
-    verb = "writes to" if writing else "refers to"
-    if problem == "socket":
-        kind = "a network socket"
-    elif problem == "escapes":
-        kind = "a path outside the scenario folder"
-    elif problem == "device":
-        kind = "a device instead of a file"
-    else:
-        kind = "an absolute path"
-    return ScenarioError(f"{who} {verb} {kind} ({value}), which is not allowed")
-
-
 def _check_name_part(opt: ConfigOption, label: str) -> None:
     """Options whose value becomes part of output file names (output-prefix ...)."""
     v = opt.value
@@ -173,7 +184,7 @@ def _input_paths(opt: ConfigOption, label: str, base_dir: str,
     for item in _split(opt, label):
         path, problem = resolve_reference(item, base_dir)
         if path is None:
-            raise _path_refusal(problem or "absolute", f"option {opt.label}", item, writing=False)
+            raise path_refusal(problem or "absolute", f"option {opt.label}", item, writing=False)
         (found if _exists(path, files) else not_found).append(path)
     return found, not_found
 
@@ -186,9 +197,29 @@ def _output_paths(opt: ConfigOption, label: str, base_dir: str) -> list[str]:
         if problem == "device":
             continue  # stdout/stderr/nul are not files
         if path is None:
-            raise _path_refusal(problem or "absolute", f"option {opt.label}", item, writing=True)
+            raise path_refusal(problem or "absolute", f"option {opt.label}", item, writing=True)
         paths.append(path)
     return paths
+
+
+def _check_threads(opt: ConfigOption, label: str, max_threads: int | None) -> None:
+    if max_threads is None or opt.name not in THREAD_OPTIONS:
+        return
+    try:
+        wanted = int(opt.value.strip())
+    except ValueError:
+        return  # sumo refuses it itself ("cannot be converted")
+    if wanted > max_threads:
+        raise ScenarioError(
+            f"{label}: option {opt.label} (line {opt.line}) asks for {wanted} threads, more than the "
+            f"job's cpu_request of {max_threads}; raise cpu_request or lower {opt.given}"
+        )
+
+
+def _validated(options: list[ConfigOption], option: str) -> bool:
+    """Whether sumo validates the inputs governed by ``option`` (and so opens their schema locations)."""
+    value = next((o.value for o in options if o.name == option), table.VALIDATION_DEFAULTS[option])
+    return value.strip() != "never"
 
 
 def analyze_config(
@@ -196,28 +227,39 @@ def analyze_config(
     config_path: str,
     files: frozenset[str],
     open_member: Callable[[str], IO[bytes]] | None = None,
+    max_threads: int | None = None,
 ) -> ConfigAnalysis:
     """Check the config ``data`` (found at ``config_path`` in the scenario) against ``files``.
 
     ``open_member(relpath)`` gives a bounded stream of an archive member; it is
-    used to scan the additional files and may be None to skip that scan.
+    used to scan the XML inputs and may be None to skip that scan.
+    ``max_threads`` bounds the thread options (None: no bound).
     """
     label = config_path
     root = parse_document(data, label)
     options = read_options(root, label)
     base_dir = posixpath.dirname(config_path)
+    for el in root.iter():
+        if el.attrib:
+            check_schema_hints(el.attrib, f"element <{el.tag}> (line {el.line}) of {label}", base_dir)
 
     inputs: list[str] = []
     missing: list[str] = []
     outputs: list[str] = []
     log_file: str | None = None
     prefix = suffix = ""
-    scanned: list[str] = []
+    scanned: list[Root] = []
 
     for opt in options:
+        problem = expansion_problem(opt.value)
+        if problem:
+            raise ScenarioError(
+                f"{label}: option {opt.label} (line {opt.line}) uses {problem}, which is not allowed"
+            )
         if opt.name in table.GUI_ONLY_OPTIONS:
             continue
         who = f"option {opt.label}"
+        _check_threads(opt, label, max_threads)
         if opt.name in table.TRACI_OPTIONS and opt.value.strip() != table.TRACI_OPTIONS[opt.name]:
             raise ScenarioError(
                 f"{who} makes SUMO wait for a TraCI client ({opt.value}), which is not allowed"
@@ -235,8 +277,11 @@ def analyze_config(
         if opt.name in table.INPUT_FILE_OPTIONS:
             found, not_found = _input_paths(opt, label, base_dir, files)
             inputs += found
-            scanned += [p for p in found if opt.name in SCANNED_INPUT_OPTIONS and p in files]
-            if not_found:
+            if opt.name in SCANNED_INPUT_OPTIONS:
+                schemas = _validated(options, SCANNED_INPUT_OPTIONS[opt.name])
+                scanned += [Root(p, schemas) for p in found
+                            if p in files and not p.endswith(BINARY_STATE_SUFFIX)]
+            if not_found and opt.name not in SEARCH_PATH_OPTIONS:
                 missing.append(f"{opt.label}: {', '.join(not_found)}")
         elif opt.name in table.OUTPUT_FILE_OPTIONS:
             paths = _output_paths(opt, label, base_dir)
@@ -250,35 +295,9 @@ def analyze_config(
         outputs = [_with_affixes(p, prefix, suffix) for p in outputs]
         log_file = _with_affixes(log_file, prefix, suffix) if log_file else None
     if open_member is not None:
-        for path in dict.fromkeys(scanned):
-            _scan_additional(path, open_member)
+        scan_inputs(scanned, files, open_member, base_dir)
     return ConfigAnalysis(
         inputs=tuple(dict.fromkeys(inputs)),
         outputs=tuple(dict.fromkeys(outputs)),
         log_file=log_file,
     )
-
-
-def _scan_additional(path: str, open_member: Callable[[str], IO[bytes]]) -> None:
-    """Refuse ``file=``-like attributes of an additional file that leave the scenario."""
-    base_dir = posixpath.dirname(path)
-
-    def on_element(tag: str, attrs: dict[str, str], line: int) -> None:
-        for attr in sorted(ADDITIONAL_FILE_ATTRIBUTES.intersection(attrs)):  # sorted: the same error each time
-            value = attrs[attr]
-            if not value:
-                continue
-            resolved, problem = resolve_reference(value, base_dir)
-            if resolved is None and problem not in ("empty", "device"):
-                raise _path_refusal(
-                    problem or "absolute", f"element <{tag}> (line {line}) of {path}: attribute {attr}",
-                    value, writing=True,
-                )
-
-    stream = open_member(path)
-    try:
-        scan_elements(stream, path, on_element, ADDITIONAL_FILE_ATTRIBUTES)
-    finally:
-        close = getattr(stream, "close", None)
-        if close:
-            close()

@@ -54,7 +54,7 @@ def submit(ctx: Context, tenant: dict, archive: BinaryIO, request: Submission) -
         with ctx.statement() as one:
             tenant = _within_current_limits(ctx, one, tenant, request)  # refuse on the current limits, not remembered ones
     try:
-        scenario = inspect_archive(archive, request.config_file, ctx.limits)
+        scenario = inspect_archive(archive, request.config_file, ctx.limits, max_threads=request.cpu_request)
     except ScenarioError:
         with ctx.statement() as one:
             _current(ctx, one, tenant)  # a key revoked meanwhile is told so, not what is wrong with its upload

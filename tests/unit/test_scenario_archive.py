@@ -12,6 +12,7 @@ from core.scenario import ArchiveLimits, ScenarioError, extract_scenario, inspec
 
 from tests.unit.scenario_archives import (
     BOLOGNA_ZIP,
+    NET,
     ROUTES,
     SQUARE_ZIP,
     basic_config,
@@ -249,7 +250,7 @@ def test_chosen_config_missing(tmp_path):
 
 
 def test_chosen_config_with_or_without_root_prefix(tmp_path):
-    entries = {"proj/net.net.xml": "n", "proj/r.rou.xml": ROUTES,
+    entries = {"proj/net.net.xml": NET, "proj/r.rou.xml": ROUTES,
                "proj/a.sumocfg": basic_config(), "proj/b.sumocfg": basic_config()}
     p = make_zip(tmp_path, entries)
     assert inspect_archive(p, "b.sumocfg", LIMITS).config_file == "b.sumocfg"

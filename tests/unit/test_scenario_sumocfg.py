@@ -9,7 +9,7 @@ import pytest
 
 from core.scenario import ArchiveLimits, ScenarioError, inspect_archive
 
-from tests.unit.scenario_archives import ROUTES, basic_config, config_xml, make_zip, scenario_zip
+from tests.unit.scenario_archives import NET, ROUTES, basic_config, config_xml, make_zip, scenario_zip
 LIMITS = ArchiveLimits(max_uncompressed_bytes=64 << 20, max_entries=1000, max_ratio=1000)
 
 
@@ -94,12 +94,12 @@ def test_missing_inputs_all_named(tmp_path):
 
 def test_inputs_relative_to_config_folder(tmp_path):
     p = make_zip(tmp_path, {"sc/run.sumocfg": basic_config(routes="r.rou.xml,more/r2.rou.xml"),
-                            "sc/net.net.xml": "n", "sc/r.rou.xml": ROUTES,
+                            "sc/net.net.xml": NET, "sc/r.rou.xml": ROUTES,
                             "sc/more/r2.rou.xml": ROUTES, "readme.txt": "hi"})
     s = inspect_archive(p, None, LIMITS)
     assert s.root == "" and s.config_file == "sc/run.sumocfg"
     p2 = make_zip(tmp_path, {"sc/run.sumocfg": basic_config(routes="../r.rou.xml"),
-                             "sc/net.net.xml": "n", "r.rou.xml": ROUTES}, name="b.zip")
+                             "sc/net.net.xml": NET, "r.rou.xml": ROUTES}, name="b.zip")
     assert inspect_archive(p2, None, LIMITS).config_file == "sc/run.sumocfg"
 
 
@@ -180,7 +180,7 @@ def test_outputs_collected_and_normalized(tmp_path):
         '<vehroute-output value="stdout"/></output>'
         '<report><log value="logs/sumo.log"/><error-log value="err.txt"/></report>'
     )
-    p = make_zip(tmp_path, {"sc/run.sumocfg": cfg, "sc/net.net.xml": "n", "sc/r.rou.xml": ROUTES})
+    p = make_zip(tmp_path, {"sc/run.sumocfg": cfg, "sc/net.net.xml": NET, "sc/r.rou.xml": ROUTES})
     s = inspect_archive(p, None, LIMITS)
     assert s.root == "sc/"
     assert s.outputs == ("out/trips.xml", "fcd.xml", "err.txt")
