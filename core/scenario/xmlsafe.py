@@ -27,13 +27,14 @@ while a piece is fed starts in that piece or at the last ``<`` before it
 (a tag cannot contain ``<``), so the test runs on the bytes since that ``<``
 plus the piece. It is only valid when the document's bytes are ASCII
 compatible (UTF-8, Latin-1, ...); UTF-16 and other encodings get the handler
-all the time, as does the first piece (where the XML declaration is read).
+all the time, and so does every piece until the root element has been seen.
 Text and comments cannot trigger a refusal this way: only attributes are
 reported.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import IO, Callable, Iterator
 from xml.parsers import expat
@@ -46,6 +47,8 @@ __all__ = ["Element", "Watch", "parse_document", "scan_elements", "MAX_TOKEN_BYT
 MAX_TOKEN_BYTES = 16 << 20
 #: Bytes handed to expat at a time.
 FEED_BYTES = 1 << 20
+#: Bytes fed with the full handler while looking for the root element.
+_HEAD_BYTES = 4096
 
 #: Declared encodings whose bytes 0x00-0x7f mean ASCII, so byte needles find attribute names.
 _ASCII_COMPATIBLE = ("utf-8", "utf8", "us-ascii", "ascii", "iso-8859-", "iso8859-", "latin-1",
@@ -92,7 +95,12 @@ class Watch:
 
 
 class _Prefilter:
-    """Decides per piece which handler expat needs (see the module docstring)."""
+    """Decides per piece which handler expat needs (see the module docstring).
+
+    Flags ``p_*`` tell what the pending markup (the bytes since the last
+    ``<`` before the next piece) contains; ``tail`` keeps its last bytes so a
+    needle split between two pieces is found too.
+    """
 
     NONE, PLAIN, FULL = 0, 1, 2
 
@@ -100,41 +108,40 @@ class _Prefilter:
         self.needles = watch.needles
         self.gate, self.gated = watch.gated
         self.suffix_needles = watch.suffix_needles
-        every = self.needles + self.gated + self.suffix_needles + ((self.gate,) if self.gate else ())
-        self.keep = max((len(n) for n in every), default=1)
-        self.tail = b""  # last bytes of the pending markup (since the last '<')
-        self.pending = (False, False, False)  # (needle, gate, gated needle) seen in the pending markup
-        self.pending_suffix = False
+        every = self.needles + self.gated + self.suffix_needles + (self.gate,)
+        self.keep = max(len(n) for n in every) or 1
+        self.tail = b""
+        self.p_needle = self.p_gate = self.p_gated = self.p_suffix = False
 
-    def _scan(self, data: bytes) -> tuple[bool, bool, bool, bool]:
-        needle = any(n in data for n in self.needles)
-        gate = bool(self.gate) and self.gate in data
-        gated = gate and not needle and any(n in data for n in self.gated)
-        return needle, gate, gated, any(n in data for n in self.suffix_needles)
+    @staticmethod
+    def _any(needles: tuple[bytes, ...], *blobs: bytes) -> bool:
+        return any(n in blob for blob in blobs for n in needles)
 
     def mode(self, piece: bytes) -> int:
         """The handler mode for ``piece``; also advances the pending-markup state past it."""
-        edge = self.tail + piece[:self.keep]  # needles spanning the boundary
-        a = self._scan(piece)
-        b = self._scan(edge)
-        needle = a[0] or b[0] or self.pending[0]
-        gate = a[1] or b[1] or self.pending[1]
-        gated = gate and (a[2] or b[2] or self.pending[2])
-        suffix = a[3] or b[3] or self.pending_suffix
+        edge = self.tail + piece[:self.keep]
+        needle = self.p_needle or self._any(self.needles, piece, edge)
+        suffix = self.p_suffix or self._any(self.suffix_needles, piece, edge)
+        gate = bool(self.gate) and (self.p_gate or self.gate in piece or self.gate in edge)
+        gated = None  # searched only when it decides something
+        if gate and not needle:
+            gated = self.p_gated or self._any(self.gated, piece, edge)
         lt = piece.rfind(b"<")
         if lt >= 0:
             rest = piece[lt:]
-            r = self._scan(rest)
-            self.pending = (r[0], r[1], r[1] and any(n in rest for n in self.gated))
-            self.pending_suffix = r[3]
+            self.p_needle = self._any(self.needles, rest)
+            self.p_suffix = self._any(self.suffix_needles, rest)
+            self.p_gate = bool(self.gate) and self.gate in rest
+            self.p_gated = self._any(self.gated, rest)
             self.tail = rest[-self.keep:]
         else:
-            self.pending = (needle, gate, gated)
-            self.pending_suffix = suffix
+            if gated is None:
+                gated = self.p_gated or self._any(self.gated, piece, edge)
+            self.p_needle, self.p_suffix, self.p_gate, self.p_gated = needle, suffix, gate, gated
             self.tail = (self.tail + piece)[-self.keep:]
         if suffix:
             return self.FULL
-        return self.PLAIN if needle or gated else self.NONE
+        return self.PLAIN if needle or (gate and gated) else self.NONE
 
 
 class _Forbidden(Exception):
@@ -231,12 +238,28 @@ def parse_document(data: bytes, label: str) -> Element:
     return root[0]
 
 
-def _ascii_compatible(head: bytes, declared: str | None) -> bool:
-    if head[:2] in (b"\xfe\xff", b"\xff\xfe") or head[:2] in (b"\x00<", b"<\x00") or b"\x00" in head[:4]:
-        return False  # UTF-16 (with or without BOM) or worse
-    if declared is None:
-        return True  # UTF-8 (with or without BOM), the XML default
-    return declared.strip().lower().startswith(_ASCII_COMPATIBLE)
+_DECLARATION = re.compile(rb"<\?xml\s[^?]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]*)[\"']")
+
+
+def _ascii_compatible(head: bytes) -> bool:
+    """Whether the document starting with ``head`` encodes ASCII as ASCII, so byte needles work.
+
+    Decided like expat: UTF-16 by its BOM or by a NUL in the first bytes,
+    else the XML declaration's encoding (UTF-8 when there is none).
+    """
+    if head[:2] in (b"\xfe\xff", b"\xff\xfe") or b"\x00" in head[:4]:
+        return False
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if not head.startswith(b"<?xml"):
+        return True  # no declaration: UTF-8
+    end = head.find(b"?>", 0, 1024)
+    if end < 0:
+        return False  # an odd declaration: no shortcuts
+    match = _DECLARATION.match(head, 0, end)
+    if match is None:
+        return b"encoding" not in head[:end]
+    return match.group(1).decode("ascii").lower().startswith(_ASCII_COMPATIBLE)
 
 
 def scan_elements(
@@ -255,7 +278,6 @@ def scan_elements(
     attrs_of_interest, tags = watch.attrs, watch.tags
     suffixes = watch.suffixes
     seen_root = False
-    declared: list[str | None] = [None]
 
     def plain(tag, attrs):
         nonlocal seen_root
@@ -270,27 +292,28 @@ def scan_elements(
             seen_root = True
             on_element(tag, attrs, parser.CurrentLineNumber)
 
-    def xml_decl(_version, encoding, _standalone):
-        declared[0] = encoding
-
-    parser.XmlDeclHandler = xml_decl
     parser.StartElementHandler = full
     prefilter = _Prefilter(watch)
     handlers = {_Prefilter.NONE: None, _Prefilter.PLAIN: plain, _Prefilter.FULL: full}
     fed = 0
-    ascii_ok = None  # decided after the first piece, where the XML declaration is
+    ascii_ok = None  # decided on the first piece, which holds the XML declaration
     while True:
         piece = source.read(FEED_BYTES)
         if not piece:
             break
-        mode = prefilter.mode(piece)
-        handler = handlers[mode] if ascii_ok and seen_root else full
-        if handler is not parser.StartElementHandler:
-            parser.StartElementHandler = handler
-        _feed(parser, piece, False, label)
-        fed += len(piece)
-        _check_token(parser, fed, label)
         if ascii_ok is None:
-            ascii_ok = _ascii_compatible(piece, declared[0])
+            ascii_ok = _ascii_compatible(piece)
+        # until the root is seen, feed a small head first so the rest of the piece can be filtered
+        parts = (piece[:_HEAD_BYTES], piece[_HEAD_BYTES:]) if not seen_root else (piece,)
+        for part in parts:
+            if not part:
+                continue
+            mode = prefilter.mode(part)
+            handler = handlers[mode] if ascii_ok and seen_root else full
+            if handler is not parser.StartElementHandler:
+                parser.StartElementHandler = handler
+            _feed(parser, part, False, label)
+            fed += len(part)
+            _check_token(parser, fed, label)
     parser.StartElementHandler = full
     _feed(parser, b"", True, label)

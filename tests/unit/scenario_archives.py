@@ -162,3 +162,17 @@ def lying_header_zip(directory: pathlib.Path, real: int = 4 << 20, declared: int
             struct.pack_into("<I", data, local + 22, declared)
     path.write_bytes(bytes(data))
     return path
+
+
+def config_with(*, additional: str = "", extra: str = "", net: str = "net.net.xml",
+                routes: str = "r.rou.xml") -> str:
+    """Config reading ``net``, ``routes`` and (if given) ``additional`` files, plus ``extra`` elements."""
+    add = f'\n  <additional-files value="{additional}"/>' if additional else ""
+    return config_xml(
+        f'<input>\n  <net-file value="{net}"/>\n  <route-files value="{routes}"/>{add}\n</input>\n{extra}'
+    )
+
+
+def additional_xml(body: str, root: str = "additional") -> str:
+    """An additional file with ``body`` under ``root`` (line 2 is the first body line)."""
+    return f'<{root}>\n{body}\n</{root}>\n'
