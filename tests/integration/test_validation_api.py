@@ -347,3 +347,106 @@ def test_refusals_leave_the_tenant_with_no_jobs(api, tenant, tmp_path):
     job_id = api.submit_ok(tenant, "square.zip")
     assert [j["job_id"] for j in jobs_of(api, tenant)] == [job_id]
     api.http.delete(f"/jobs/{job_id}", headers=api.auth(tenant))
+
+
+# ----------------------------------------------------------------- what the loaded files point at
+
+
+def square_with(config_body: str = "", additional: dict | None = None, routes: bytes | None = None) -> dict:
+    """square.zip's files with ``config_body`` added to its config and ``additional`` files loaded."""
+    entries = square_entries()
+    cfg = entries["square.sumocfg"].decode()
+    if additional:
+        cfg = cfg.replace("</input>", f'    <additional-files value="{",".join(additional)}"/>\n    </input>')
+        entries.update({k: v.encode() if isinstance(v, str) else v for k, v in additional.items()})
+    if routes is not None:
+        entries["square.rou.xml"] = routes
+    entries["square.sumocfg"] = cfg.replace("</configuration>", f"{config_body}\n</configuration>").encode()
+    return entries
+
+
+def test_environment_expansion_in_an_option(api, tenant, tmp_path):
+    path = make_zip(tmp_path, square_with('<output><tripinfo-output value="${ADMIN_KEY}.xml"/></output>'))
+    detail = refused(api, tenant, path, 422, "square.sumocfg: option tripinfo-output (line",
+                     "uses ${...} (environment expansion), which is not allowed")
+    assert "test-admin-key" not in detail
+
+
+def test_home_expansion_in_a_detector_file(api, tenant, tmp_path):
+    path = make_zip(tmp_path, square_with(additional={"d.add.xml": '<additional><edgeData id="e" '
+                                                                   'file="~/x.xml"/></additional>'}))
+    refused(api, tenant, path, 422, "element <edgeData> (line 1) of d.add.xml: attribute file",
+            "~ (home directory expansion)")
+
+
+def test_missing_included_file(api, tenant, tmp_path):
+    path = make_zip(tmp_path, square_with(additional={"d.add.xml": '<additional>\n<include href="sub/i.xml"/>'
+                                                                   '\n</additional>'}))
+    refused(api, tenant, path, 422, "element <include> (line 2) of d.add.xml includes sub/i.xml",
+            "not in the archive")
+
+
+def test_device_param_writing_outside(api, tenant, tmp_path):
+    routes = square_entries()["square.rou.xml"].replace(
+        b"<routes>", b'<routes><vType id="s"><param key="device.ssm.file" value="/tmp/ssm.xml"/></vType>')
+    path = make_zip(tmp_path, square_with(routes=routes))
+    refused(api, tenant, path, 422, 'element <param key="device.ssm.file">', "of square.rou.xml",
+            "absolute path (/tmp/ssm.xml)")
+
+
+def test_threads_over_cpu_request(api, tenant, tmp_path):
+    path = make_zip(tmp_path, square_with('<processing><threads value="4"/></processing>'))
+    refused(api, tenant, path, 422, "option threads (line", "4 threads", "cpu_request of 2", cpu=2)
+
+
+def test_schema_location_outside_refused(api, tenant, tmp_path):
+    add = ('<additional xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+           'xsi:noNamespaceSchemaLocation="file:///etc/passwd"/>')
+    path = make_zip(tmp_path, square_with(additional={"d.add.xml": add}))
+    refused(api, tenant, path, 422, "of d.add.xml: attribute xsi:noNamespaceSchemaLocation", "file:///etc/passwd")
+
+
+def test_huge_tag_in_gzipped_routes_is_413(api, tenant, tmp_path):
+    """A 20 MB tag inflated from a few KB: refused before the parser buffers it."""
+    import gzip
+
+    routes = gzip.compress(b'<routes><vehicle id="' + b"v" * (20 << 20) + b'"/></routes>')
+    entries = square_with()
+    entries["square.rou.xml"] = routes  # sumo reads gzip by its magic bytes, whatever the name
+    path = make_zip(tmp_path, entries, compression=zipfile.ZIP_STORED)
+    refused(api, tenant, path, 413, "square.rou.xml: a single tag or comment", "longer than")
+
+
+def test_gzip_inflation_is_one_budget_per_archive(api, tenant, tmp_path):
+    """Three gzip members of 30 MB each, under the 64 MB limit one by one, over it together."""
+    import gzip
+
+    filler = gzip.compress(b"<additional>" + b"<x/>" * (30 << 18) + b"</additional>", compresslevel=9)
+    adds = {f"a{i}.add.xml": filler for i in range(3)}
+    path = make_zip(tmp_path, square_with(additional=adds), compression=zipfile.ZIP_STORED)
+    refused(api, tenant, path, 413, "a2.add.xml inflates beyond")
+
+
+def test_config_nested_5000_deep_is_accepted(api, tenant, tmp_path):
+    path = make_zip(tmp_path, square_with("<a>" * 5000 + "</a>" * 5000))
+    job_id = api.submit_ok(tenant, path.read_bytes())
+    api.http.delete(f"/jobs/{job_id}", headers=api.auth(tenant))
+
+
+def test_binary_garbage_named_xml(api, tenant, tmp_path):
+    path = make_zip(tmp_path, square_with(additional={"d.add.xml": bytes(range(256)) * 16}))
+    refused(api, tenant, path, 422, "d.add.xml is not well-formed XML")
+
+
+def test_utf16_config_with_missing_phemlight_folder_runs(api, tenant, tmp_path):
+    """sumo reads UTF-16 configs and falls back to its own PHEMlight data: accepted, and the job succeeds."""
+    entries = square_with('<emissions><phemlight-path value="PHEMlight/"/></emissions>')
+    entries["square.rou.xml"] = entries["square.rou.xml"].replace(
+        b"<routes>", b'<routes><vType id="p" emissionClass="PHEMlight/PC_G_EU4"/>').replace(
+        b'<flow id="horiz" route', b'<flow id="horiz" type="p" route')
+    text = entries["square.sumocfg"].decode()
+    entries["square.sumocfg"] = text.replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    path = make_zip(tmp_path, entries)
+    job_id = api.submit_ok(tenant, path.read_bytes())
+    job = api.wait_status(tenant, job_id, timeout=90)
+    assert job["status"] == "SUCCEEDED", job
