@@ -13,14 +13,17 @@ directory (the config's folder). With schema validation on (sumo's default
 for all but the network), Xerces opens what ``xsi:schemaLocation`` /
 ``xsi:noNamespaceSchemaLocation`` name: a URL containing ``/xsd/`` is mapped
 to ``$SUMO_HOME/data/xsd/...`` and anything else is fetched or opened as is
-(the web, any local file).
+(the web, any local file). A ``vType``'s ``emissionClass="PHEMlight/NAME"``
+makes sumo open ``<phemlight path>/NAME.PHEMLight.veh`` (and its ``.csv``
+tables), so a NAME with ``/`` or ``..`` reads files anywhere on the host.
 
 :func:`scan_inputs` walks all of it with an explicit work list (no
 recursion, each file once, include cycles refused: sumo crashes on them) and
 refuses, naming file, line, element and attribute: paths that are absolute,
 sockets, devices where a file is read, or leave the scenario; ``${`` and a
 leading ``~``; included files missing from the archive; schema locations that
-are neither a SUMO schema nor a scenario file.
+are neither a SUMO schema nor a scenario file; emission class names that are
+paths.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ FILE_ATTRIBUTES = frozenset({"file", "href", "output", "dest"})
 #: Elements whose ``file`` attribute is a definition file sumo reads (and parses, includes and all).
 INPUT_FILE_TAGS = frozenset({"variableSpeedSign", "rerouter"})
 INCLUDE_TAG = "include"
+#: The vType attribute naming an emission class, "MODEL/NAME"; PHEMlight models open NAME as a file.
+EMISSION_ATTRIBUTE = "emissionClass"
 PARAM_TAG = "param"
 SCHEMA_ATTRIBUTES = ("noNamespaceSchemaLocation", "schemaLocation")
 
@@ -55,10 +60,10 @@ KEY_NEEDLES = (b"log", b"astar", b"-state", b"netstate", b"save-", b"jupedsim", 
 #: Every element :func:`scan_inputs` must see has one of these in its bytes; '&' for character
 #: references, which could spell a file attribute's value or a param key.
 WATCH = Watch(
-    attrs=FILE_ATTRIBUTES,
+    attrs=FILE_ATTRIBUTES | {EMISSION_ATTRIBUTE},
     tags=frozenset({INCLUDE_TAG, PARAM_TAG}),
     suffixes=SCHEMA_ATTRIBUTES,
-    needles=(b"file", b"href", b"output", b"dest", b"&"),
+    needles=(b"file", b"href", b"output", b"dest", b"&", b"emissionClass"),
     gated=(b"<param", KEY_NEEDLES),
     suffix_needles=(b"chemaLocation",),
 )
@@ -187,6 +192,14 @@ class _Scanner:
                     self.add(resolved, schemas)
                 elif reads and resolved in self.files:
                     self.add(resolved, schemas)
+            emission = attrs.get(EMISSION_ATTRIBUTE)
+            if emission:
+                name = emission.partition("/")[2]
+                if "/" in name or "\\" in name or ".." in name:
+                    raise ScenarioError(
+                        f"{who}: attribute {EMISSION_ATTRIBUTE} ({emission}) is a path; sumo would open "
+                        "emission data outside its data folders, which is not allowed"
+                    )
             if tag == PARAM_TAG:
                 key = attrs.get("key", "")
                 value = attrs.get("value", "")

@@ -236,6 +236,21 @@ def test_variable_speed_sign_file_outside_refused(tmp_path):
         "(/etc/passwd), which is not allowed")
 
 
+@pytest.mark.parametrize("eclass", ["PHEMlight/../../../tmp/evil", "PHEMlight5/a/b", "PHEMlight/..\\x"])
+def test_emission_class_that_is_a_path(tmp_path, eclass):
+    # sumo opens "<phemlight path>/<name>.PHEMLight.veh", for every path it searches
+    cfg, files = with_add(f'<vType id="t" emissionClass="{eclass}"/>')
+    assert refused(tmp_path, cfg, files) == (
+        f"element <vType> (line 2) of a.add.xml: attribute emissionClass ({eclass}) is a path; sumo would "
+        "open emission data outside its data folders, which is not allowed")
+
+
+def test_emission_classes_of_sumo_are_accepted(tmp_path):
+    cfg, files = with_add('<vType id="a" emissionClass="PHEMlight/PC_G_EU4"/><vType id="b" '
+                          'emissionClass="HBEFA4/PC_petrol_Euro-4"/><vType id="c" emissionClass="Zero"/>')
+    assert inspect(tmp_path, cfg, files).config_file == "run.sumocfg"
+
+
 # ----------------------------------------------------------------- <param key=... value=...>
 
 

@@ -159,7 +159,7 @@ def test_corrupt_member_data(tmp_path):
 
 def _matters(tag: str, attrs: dict, first: bool) -> bool:
     """What xmlrefs acts on: the root, file attributes, includes, file params, schema hints."""
-    return first or bool(FILE_ATTRIBUTES.intersection(attrs)) or tag == "include" \
+    return first or bool(FILE_ATTRIBUTES.intersection(attrs)) or tag == "include" or "emissionClass" in attrs \
         or (tag == "param" and is_file_param(attrs.get("key", ""))) \
         or any(name.endswith(WATCH.suffixes) for name in attrs)
 
@@ -189,7 +189,8 @@ def test_prefilter_reports_what_the_full_handler_reports(monkeypatch):
               '<param key="astar.all-distances" value="d"/>', "text file output dest\n",
               '<timedEvent dest="d.xml"/>', '<![CDATA[ <edge file="x"/> ]]>',
               '<param key="device.ssm.fil&#101;" value="x"/>', "<param\nkey='log'\n value='x'/>",
-              '<param key="save-state.prefix" value="p"/>', '<param key="origId" value="file"/>']
+              '<param key="save-state.prefix" value="p"/>', '<param key="origId" value="file"/>',
+              '<vType id="t" emissionClass="PHEMlight/PC_G_EU4"/>']
     for trial in range(200):
         body = "".join(rnd.choice(pieces) + ("\n" if rnd.random() < 0.3 else "") for _ in range(300))
         data = f"<net>{body}</net>".encode()
