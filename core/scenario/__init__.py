@@ -13,8 +13,8 @@ expansion, schema fetches), and never refuse what sumo itself runs.
 
 Modules: ``errors`` (the exception), ``paths`` (name/path rules shared by all
 checks), ``xmlsafe`` (expat without DOCTYPE/ENTITY, bounded memory, no
-recursion), ``archive`` (ZIP safety, gzip inflation budget and the public
-API), ``sumocfg`` (config parsing and option checks), ``xmlrefs`` (includes,
+recursion), ``archive`` (ZIP safety and the public API), ``members``
+(bounded member readers, one gzip inflation budget per archive), ``sumocfg`` (config parsing and option checks), ``xmlrefs`` (includes,
 file attributes, file params and schema locations of the loaded XML files),
 ``sumo_options`` (option table generated from the sumo binary by
 ``sumo_options_gen``).

@@ -7,11 +7,11 @@ archiver litter, strips a single top-level folder, picks the ``.sumocfg`` and
 hands the config to :mod:`core.scenario.sumocfg` for the SUMO-level checks.
 The only bytes it decompresses are the config itself and the XML inputs sumo
 parses (network, routes, additional files and what they include), bounded by
-the declared, already-checked sizes. Gzip-compressed inputs (``.xml.gz``, as
-real-world scenarios ship their networks) are inflated on the fly, in
-pieces, and every inflated byte of every scanned member counts against ONE
-budget of ``max_uncompressed_bytes`` per archive (413 beyond): a gzip bomb,
-or many, costs bounded CPU and no memory.
+the declared, already-checked sizes (:mod:`core.scenario.members`).
+Gzip-compressed inputs (``.xml.gz``, as real-world scenarios ship their
+networks) are inflated on the fly, and every inflated byte of every scanned
+member counts against ONE budget of ``max_uncompressed_bytes`` per archive
+(413 beyond).
 
 ``extract_scenario`` writes exactly the accepted files, streaming and
 re-counting bytes, so a header that lies about sizes cannot make us write more
@@ -33,11 +33,12 @@ import os
 import pathlib
 import stat
 import zipfile
-import zlib
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Iterator
+from typing import BinaryIO
 
 from .errors import ScenarioError
+from .members import BoundedReader, InflationBudget, XmlMemberReader, read_member
+from .members import open_member as open_member_of
 from .paths import is_junk, normalize_entry_name
 from .sumocfg import analyze_config
 
@@ -57,9 +58,6 @@ _SUPPORTED_METHODS = {
     zipfile.ZIP_BZIP2: "bzip2",
     zipfile.ZIP_LZMA: "lzma",
 }
-_CHUNK = 64 * 1024
-#: Largest piece handed out by the member readers (the XML scanner reads this much at a time).
-_READ_MAX = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -209,121 +207,6 @@ def _raw_name_length(info: zipfile.ZipInfo) -> int:
         return len(info.orig_filename)
 
 
-# --------------------------------------------------------------------------- reading
-
-
-class _BoundedReader:
-    """File-like wrapper that refuses to deliver more than ``limit`` bytes."""
-
-    def __init__(self, stream: IO[bytes], limit: int, name: str) -> None:
-        self._stream = stream
-        self._limit = limit
-        self._count = 0
-        self._name = name
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = _CHUNK
-        try:
-            data = self._stream.read(min(size, _READ_MAX))
-        except Exception as exc:  # BadZipFile (bad CRC), zlib.error, lzma.LZMAError, EOFError...
-            raise ScenarioError(f"entry {self._name!r} is corrupt ({exc})") from None
-        self._count += len(data)
-        if self._count > self._limit:
-            raise ScenarioError(
-                f"entry {self._name!r} expands beyond its declared size of {self._limit} bytes", 413
-            )
-        return data
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def chunks(self) -> Iterator[bytes]:
-        while True:
-            data = self.read(_CHUNK)
-            if not data:
-                return
-            yield data
-
-
-class _InflationBudget:
-    """Bytes that gzip members of one archive may still inflate to, shared by all of them."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def charge(self, n: int, name: str) -> None:
-        self.used += n
-        if self.used > self.limit:
-            raise ScenarioError(
-                f"{name} inflates beyond what is left of the {self.limit} bytes the archive's "
-                "gzip-compressed files may inflate to in total", 413
-            )
-
-
-class _XmlMemberReader:
-    """Reader for an XML input member that may be gzip-compressed (sumo reads ``.xml.gz``).
-
-    Plain members are passed through; gzip members (recognized by their magic
-    bytes, as sumo does) are inflated on the fly, piece by piece, each
-    inflated byte charged to the archive's shared :class:`_InflationBudget`.
-    Concatenated gzip members are inflated like ``gzip`` does.
-    """
-
-    def __init__(self, raw: _BoundedReader, budget: _InflationBudget, name: str) -> None:
-        self._raw = raw
-        self._name = name
-        self._budget = budget
-        self._pending = raw.read(_READ_MAX)
-        self._inflater = zlib.decompressobj(47) if self._pending[:2] == b"\x1f\x8b" else None
-
-    def read(self, size: int = -1) -> bytes:
-        size = _READ_MAX if size is None or size < 0 else min(size, _READ_MAX)
-        if self._inflater is None:
-            if self._pending:
-                data, self._pending = self._pending[:size], self._pending[size:]
-                return data
-            return self._raw.read(size)
-        while True:
-            if self._inflater.eof:
-                rest = self._inflater.unused_data + self._pending
-                self._pending = b""
-                if not rest:
-                    rest = self._raw.read(_READ_MAX)
-                if rest[:2] != b"\x1f\x8b":
-                    return b""  # end of the gzip stream (trailing garbage is ignored, like zlib does)
-                self._inflater = zlib.decompressobj(47)
-                self._pending = rest
-            if not self._pending:
-                self._pending = self._raw.read(_READ_MAX)
-                if not self._pending:
-                    return b""  # truncated stream: the XML parser reports what is missing
-            try:
-                data = self._inflater.decompress(self._pending, size)
-            except zlib.error as exc:
-                raise ScenarioError(f"{self._name} is not a valid gzip file ({exc})") from None
-            self._pending = self._inflater.unconsumed_tail
-            self._budget.charge(len(data), self._name)
-            if data:
-                return data
-
-    def close(self) -> None:
-        self._raw.close()
-
-
-def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> IO[bytes]:
-    try:
-        return zf.open(info)
-    except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError) as exc:
-        raise ScenarioError(f"entry {name!r} is corrupt ({exc})") from None
-
-
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
-    with _open_member(zf, info, name) as raw:
-        return b"".join(_BoundedReader(raw, info.file_size, name).chunks())
-
-
 # --------------------------------------------------------------------------- layout
 
 
@@ -411,19 +294,19 @@ def inspect_archive(path: pathlib.Path | BinaryIO, config_file: str | None, limi
         files = sorted(rel)
         chosen = _choose_config(files, root, config_file)
 
-        budget = _InflationBudget(limits.max_uncompressed_bytes)
+        budget = InflationBudget(limits.max_uncompressed_bytes)
 
-        def open_member(relpath: str) -> _XmlMemberReader:
+        def open_member(relpath: str) -> XmlMemberReader:
             info, name = rel[relpath], root + relpath
-            stream = _open_member(zf, info, name)
-            return _XmlMemberReader(_BoundedReader(stream, info.file_size, name), budget, name)
+            stream = open_member_of(zf, info, name)
+            return XmlMemberReader(BoundedReader(stream, info.file_size, name), budget, name)
 
         if rel[chosen].file_size > CONFIG_MAX_BYTES:
             raise ScenarioError(
                 f"{chosen} is {rel[chosen].file_size} bytes, more than the {CONFIG_MAX_BYTES} bytes "
                 "allowed for a SUMO configuration file", 413
             )
-        config_bytes = _read_member(zf, rel[chosen], root + chosen)
+        config_bytes = read_member(zf, rel[chosen], root + chosen)
         analysis = analyze_config(config_bytes, chosen, frozenset(files), open_member, max_threads)
         return Scenario(
             root=root,
@@ -484,7 +367,7 @@ def extract_scenario(path: pathlib.Path, scenario: Scenario, dest: pathlib.Path)
                 | getattr(os, "O_CLOEXEC", 0)
             fd = os.open(parent / parts[-1], flags, 0o644)
             with os.fdopen(fd, "wb") as out, zf.open(info) as raw:
-                for chunk in _BoundedReader(raw, info.file_size, scenario.root + rel).chunks():
+                for chunk in BoundedReader(raw, info.file_size, scenario.root + rel).chunks():
                     written += len(chunk)
                     if written > budget:
                         raise ScenarioError(
