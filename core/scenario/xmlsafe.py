@@ -55,7 +55,7 @@ _ASCII_COMPATIBLE = ("utf-8", "utf8", "us-ascii", "ascii", "iso-8859-", "iso8859
                      "latin1", "windows-125", "cp125")
 
 
-@dataclass
+@dataclass(slots=True)
 class Element:
     """One XML element of a parsed document."""
 
@@ -209,7 +209,7 @@ def parse_document(data: bytes, label: str) -> Element:
     parser = _new_parser()
 
     def start(tag, attrs):
-        el = Element(tag, dict(attrs), parser.CurrentLineNumber)
+        el = Element(tag, attrs, parser.CurrentLineNumber)  # pyexpat hands out a fresh dict
         if stack:
             stack[-1].children.append(el)
         else:
