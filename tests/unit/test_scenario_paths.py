@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.scenario import ScenarioError
-from core.scenario.paths import is_junk, normalize_entry_name, resolve_reference, sumo_is_socket
+from core.scenario.paths import expansion_problem, is_junk, normalize_entry_name, resolve_reference, sumo_is_socket
 from core.scenario.xmlsafe import parse_document
 
 
@@ -64,3 +64,30 @@ def test_parse_document_refuses_entities():
 def test_parse_document_tree():
     root = parse_document(b"<c>\n<input><net-file value='n'/></input></c>", "f.xml")
     assert [(e.tag, e.line) for e in root.iter()] == [("c", 1), ("input", 2), ("net-file", 2)]
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("${HOME}/x", "${...} (environment expansion)"),
+    ("a${UNSET}", "${...} (environment expansion)"),
+    ("${unclosed", "${...} (environment expansion)"),
+    ("~/x", "~ (home directory expansion)"),
+    ("a.xml,~/b.xml", "~ (home directory expansion)"),
+    ("a.xml, ~/b.xml", None),  # sumo only expands '~' at the start or right after ','
+    ("$HOME/x", None),  # no braces: not expanded
+    ("a~b", None),
+])
+def test_expansion_problem(value, problem):
+    assert expansion_problem(value) == problem
+
+
+def test_attributes_are_not_url_decoded():
+    # option values are decoded by sumo, attributes of loaded files are not; both forms are refused alike
+    assert resolve_reference("my%20file.xml", "d", decode=False) == ("d/my%20file.xml", None)
+    assert resolve_reference("my%20file.xml", "d") == ("d/my file.xml", None)
+    assert resolve_reference("%2e%2e/%2e%2e/x", "d", decode=False) == (None, "escapes")
+
+
+def test_element_iter_is_not_recursive():
+    depth = 50_000
+    root = parse_document(b"<c>" + b"<a>" * depth + b"</a>" * depth + b"</c>", "f.xml")
+    assert sum(1 for _ in root.iter()) == depth + 1
