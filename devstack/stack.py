@@ -115,9 +115,11 @@ class Stack:
         return self.proc(name, _dramatiq(CONTROL_QUEUES, processes, threads)).start()
 
     def start_simulation_workers(self, name: str = "simulations", threads: int = 2) -> Proc:
-        # A simulation holds its thread for minutes: take one message per free thread, never hoard
-        # messages another idle process could run (Dramatiq prefetches 2 per thread by default).
-        return self.proc(name, _dramatiq(SIM_QUEUES, 1, threads), dramatiq_queue_prefetch="1").start()
+        # A simulation holds its thread for minutes: take one message per thread, never hoard messages
+        # another idle process could run (Dramatiq prefetches 2 per thread by default).  The prefetch is
+        # the number of unacknowledged messages a process holds, so it must be the thread count: at 1,
+        # a process ran one simulation at a time whatever its threads.
+        return self.proc(name, _dramatiq(SIM_QUEUES, 1, threads), dramatiq_queue_prefetch=str(threads)).start()
 
     def start_watcher(self, name: str = "watcher") -> Proc:
         return self.proc(name, [sys.executable, "-m", "workers.watcher"]).start()

@@ -1,7 +1,7 @@
 """The local executor's limits: the run deadline and the machine-wide simulation cap."""
 from __future__ import annotations
 
-from tests.integration.harness import Api, wait_until
+from tests.integration.harness import Api, long_square, wait_until
 
 
 def test_deadline_and_machine_wide_slot_cap(make_stack):
@@ -26,6 +26,20 @@ def test_deadline_and_machine_wide_slot_cap(make_stack):
     results = api.wait_results(a, long_job)
     assert "sumo.log" in {f["name"] for f in results["files"]}
     assert wait_until(lambda: api.http.get("/admin/cluster", headers=api.admin).json()["nodes"][0]["running_simulations"] == 0, 30, "slots to be free")
+
+
+def test_one_worker_process_runs_as_many_simulations_as_slots(make_stack):
+    """A simulation worker with two threads and two slots runs two simulations at once (it held one
+    message at a time, so the second waited, QUEUED to the simulations queue, for the first)."""
+    stack = make_stack("two-at-once", LOCAL_MAX_PARALLEL="2")
+    api = Api(stack.url, stack.env["ADMIN_KEY"])
+    tenant = api.register(max_concurrent_jobs=2)
+    jobs = [api.submit_ok(tenant, long_square(end=100_000_000)) for _ in range(2)]
+    wait_until(lambda: all(api.job(tenant, j)["status"] == "RUNNING" for j in jobs), 120, "both jobs RUNNING at once")
+    for j in jobs:
+        api.http.delete(f"/jobs/{j}", headers=api.auth(tenant))
+    for j in jobs:
+        api.wait_results(tenant, j)
 
 
 def test_simulation_worker_killed_mid_run(make_stack):
