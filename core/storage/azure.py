@@ -131,6 +131,22 @@ class AzureBlobStore(ObjectStore):
         return _rechunk(downloader.chunks(), chunk_size)
 
     @_reachable
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        blob = self._blob(key)
+        start = max(start, 0)
+        try:
+            if length <= 0:
+                blob.get_blob_properties()  # ResourceNotFoundError all the same
+                return b""
+            return blob.download_blob(offset=start, length=length).readall()
+        except ResourceNotFoundError:
+            raise ObjectNotFound(key) from None
+        except HttpResponseError as exc:
+            if exc.status_code == 416:
+                return b""  # ``start`` is at or past the end; 416 is only returned for an existing blob
+            raise
+
+    @_reachable
     def size(self, key: str) -> int:
         blob = self._blob(key)
         try:

@@ -118,6 +118,12 @@ class ObjectStore(abc.ABC):
         """Yield the object's bytes from offset ``start``; ObjectNotFound if absent."""
 
     @abc.abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes of the object from offset ``start``, in one ranged read: b"" at or past its
+        end; ObjectNotFound if absent.  What reads a log from its end (``?tail=N``) and resumes a stream at an
+        offset uses, in memory O(``length``) whatever the object's size."""
+
+    @abc.abstractmethod
     def size(self, key: str) -> int:
         """The object's size in bytes; ObjectNotFound if absent."""
 

@@ -178,6 +178,21 @@ class GCSStore(ObjectStore):
         return gen()
 
     @_reachable
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        blob = self._blob(key)
+        start = max(start, 0)
+        if length <= 0:
+            self._existing_blob(key)  # ObjectNotFound all the same
+            return b""
+        try:
+            return blob.download_as_bytes(start=start, end=start + length - 1, raw_download=True, checksum=None,
+                                          **_BOUNDED)
+        except gexc.NotFound:
+            raise ObjectNotFound(key) from None
+        except gexc.RequestRangeNotSatisfiable:
+            return b""  # ``start`` is at or past the end of an existing object
+
+    @_reachable
     def size(self, key: str) -> int:
         return int(self._existing_blob(key).size or 0)
 

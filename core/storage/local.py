@@ -66,6 +66,13 @@ class LocalStore(ObjectStore):
 
         return gen()
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as fh:
+                return os.pread(fh.fileno(), max(length, 0), max(start, 0))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+
     def size(self, key: str) -> int:
         path = self._path(key)
         if not path.is_file():

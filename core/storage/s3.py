@@ -156,6 +156,29 @@ class S3Store(ObjectStore):
         return gen()
 
     @_reachable
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        check_key(key)
+        self._ensure_ready()
+        if length <= 0:
+            self.size(key)  # ObjectNotFound all the same
+            return b""
+        start = max(start, 0)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in _NOT_FOUND_CODES:
+                raise ObjectNotFound(key) from None
+            if code == "InvalidRange":
+                return b""  # ``start`` is at or past the end of an existing object
+            raise
+        body = response["Body"]
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    @_reachable
     def size(self, key: str) -> int:
         check_key(key)
         self._ensure_ready()

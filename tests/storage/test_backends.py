@@ -151,6 +151,41 @@ def test_iter_bytes_from_offset(store, start):
     assert got == DATA[start:]
 
 
+# -- read_range --------------------------------------------------------------------
+@backends
+@pytest.mark.parametrize(
+    "start,length",
+    [(0, 1), (0, 65_536), (1, 10), (CHUNK_SIZE - 3, 7), (len(DATA) - 5, 5), (len(DATA) - 5, 100),
+     (len(DATA) - 1, 1), (len(DATA), 10), (len(DATA) + 10, 10), (1000, 0), (0, len(DATA) + 1)],
+)
+def test_read_range(store, start, length):
+    """One ranged read: exactly the bytes asked for, cut at the object's end, b"" past it."""
+    key = "results/acme/job-1/sumo.log"
+    store.put_bytes(key, DATA)
+    got = store.read_range(key, start, length)
+    assert len(got) == len(DATA[start:start + length])
+    assert got == DATA[start:start + length]
+
+
+@backends
+def test_read_range_of_an_empty_object_and_a_missing_one(store):
+    store.put_bytes("results/acme/job-1/empty.log", b"")
+    assert store.read_range("results/acme/job-1/empty.log", 0, 100) == b""
+    for start, length in ((0, 100), (5, 1), (0, 0)):
+        with pytest.raises(ObjectNotFound):
+            store.read_range("results/acme/job-1/absent.log", start, length)
+
+
+@backends
+def test_read_range_from_the_end_of_a_large_object(store):
+    """What a tail read does: a few small ranges from the end of an object far larger than any of them."""
+    key = "results/acme/job-1/big.log"
+    store.put_stream(key, io.BufferedReader(OneWayStream(DATA)))
+    size = store.size(key)
+    pieces = [store.read_range(key, size - n * 4096, 4096) for n in range(3, 0, -1)]
+    assert b"".join(pieces) == DATA[-3 * 4096:]
+
+
 # -- missing keys -----------------------------------------------------------------
 @backends
 def test_missing_key(store, tmp_path):
@@ -270,6 +305,8 @@ def test_backends_refuse_unsafe_keys(store, tmp_path, key):
         store.size(key)
     with pytest.raises(ValueError):
         store.iter_bytes(key)
+    with pytest.raises(ValueError):
+        store.read_range(key, 0, 10)
     assert store.list("") == []
     assert not (tmp_path / "x").exists()
     assert not (tmp_path.parent / "escape").exists()
@@ -413,6 +450,7 @@ def test_unreachable_store_raises_store_unavailable_in_bounded_time(store_settin
         "list": lambda: known.list("results/acme/"),
         "size": lambda: known.size(key),
         "iter_bytes": lambda: known.iter_bytes(key),  # raises when asked, before any iteration
+        "read_range": lambda: known.read_range(key, 100, 4096),
         "delete_prefix": lambda: known.delete_prefix("results/acme/job-1/"),
     }
 
