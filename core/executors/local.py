@@ -14,7 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec, StillRunning
+from core import log_text
+from core.executors.base import LOG_NAME, STATISTICS_NAME, CollectedResults, Executor, JobSpec, LogPosition, StillRunning
 from core.executors.local_runner import WorkDir
 from core.executors.local_slots import SlotPool, try_lock_file
 from core.messaging import MessageBus
@@ -53,12 +54,27 @@ class LocalExecutor(Executor):
         wd.cancel_marker.touch()
 
     def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
+        """One read of the log file at ``start``: what comes before it is neither read nor held."""
         try:
             with open(self._wd(spec.job_id).log, "rb") as fh:
-                fh.seek(start)
-                return fh.read(limit)
+                return os.pread(fh.fileno(), max(limit, 0), max(start, 0))
         except FileNotFoundError:
             return None
+
+    def read_live_log_from(self, spec: JobSpec, position: LogPosition, limit: int) -> tuple[bytes, LogPosition] | None:
+        """A file is read by byte offset: ``position.mark`` is never set."""
+        data = self.read_live_log(spec, position.offset, limit)
+        return None if data is None else (data, LogPosition(position.offset + len(data)))
+
+    def tail_live_log(self, spec: JobSpec, lines: int, max_bytes: int) -> bytes | None:
+        """Ranged reads backwards from the file's end as it is when opened (it only grows while it is read)."""
+        try:
+            fh = open(self._wd(spec.job_id).log, "rb")
+        except FileNotFoundError:
+            return None
+        with fh:
+            fd = fh.fileno()
+            return log_text.tail(lambda start, length: os.pread(fd, length, start), os.fstat(fd).st_size, lines, max_bytes)
 
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
         wd = self._wd(spec.job_id)
