@@ -42,10 +42,16 @@ def bootstrap(settings: Settings, *, executor: Executor | None = None) -> Contex
 
         return store_for(settings)
 
+    def build_streams():
+        from core.stream_registry import RedisStreamRegistry
+
+        return RedisStreamRegistry.from_url(settings.redis_url, ttl_seconds=3 * settings.log_stream_heartbeat_seconds)
+
     build_executor: Callable[[Context], Executor] = (lambda _ctx: executor) if executor is not None \
         else _executor_builder(settings)
     return Context(settings=settings, limits=archive_limits(settings), build_engine=build_engine,
-                   build_bus=build_bus, build_store=build_store, build_executor=build_executor)
+                   build_bus=build_bus, build_store=build_store, build_executor=build_executor,
+                   build_streams=build_streams)
 
 
 def _executor_builder(settings: Settings) -> Callable[[Context], Executor]:

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     max_concurrent_jobs_per_tenant: int = Field(5, ge=1, description="Default max_concurrent_jobs of a new tenant.")
     default_max_cpu: int = Field(8, ge=1, description="Default max_cpu of a new tenant.")
     default_max_memory_gi: int = Field(16, ge=1, description="Default max_memory_gi of a new tenant.")
+    max_log_streams_per_tenant: int = Field(8, ge=1, description="Most log streams (`GET /jobs/{id}/logs/stream`) a tenant may have open at once, counted in Redis over every API worker; the next one is refused with 429 and Retry-After.")
+    log_stream_heartbeat_seconds: float = Field(10.0, gt=0, description="How often an open log stream renews its place in that count; a place not renewed for 3 times this long (its API worker crashed) stops counting.")
 
     # -- execution ------------------------------------------------------------
     executor: Literal["local", "kubernetes"] = Field("local", description="Where simulations run.")

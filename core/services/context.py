@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from core.messaging import MessageBus
     from core.storage.base import ObjectStore
+    from core.stream_registry import StreamRegistry
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Context:
     build_bus: Callable[[], "MessageBus"] = field(repr=False)
     build_store: Callable[[], "ObjectStore"] = field(repr=False)
     build_executor: Callable[["Context"], Executor] = field(repr=False)
+    build_streams: Callable[[], "StreamRegistry"] | None = field(default=None, repr=False)
 
     @cached_property
     def engine(self) -> "sa.Engine":
@@ -60,6 +62,13 @@ class Context:
     @cached_property
     def executor(self) -> Executor:
         return self.build_executor(self)
+
+    @cached_property
+    def streams(self) -> "StreamRegistry":
+        """Where open log streams are counted over every process (see core.stream_registry)."""
+        if self.build_streams is None:
+            raise RuntimeError("this context has no stream registry")
+        return self.build_streams()
 
     @cached_property
     def recent_keys(self) -> RecentKeys:
