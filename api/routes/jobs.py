@@ -6,7 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from sse_starlette.sse import EventSourceResponse
@@ -77,60 +77,93 @@ async def cancel_job(job_id: uuid.UUID, caller: Caller = Depends(tenant_only), c
     return job_json(row)
 
 
-@router.get("/jobs/{job_id}/logs", response_model=JobLogs)
+_TAIL_MAX = f"{logs.TAIL_MAX_BYTES // 2**20} MiB"
+LOGS_DOC = {200: {"description": (
+    "The log as `{\"job_id\": ..., \"logs\": ...}`, streamed in pieces (chunked, no Content-Length): the "
+    "server holds one read of the log at a time, whatever its size.  With `tail`, its last N lines (ended by "
+    f"LF, CR or CR LF), read from the log's end; at most {_TAIL_MAX}: when the last N lines are longer, the "
+    f"answer is the log's last {_TAIL_MAX} and starts inside its first line.  A body cut short (no closing "
+    "`}`) means the log could not be read to its end."), "content": {"application/json": {}}}}
+
+
+@router.get("/jobs/{job_id}/logs", response_model=JobLogs, responses=LOGS_DOC)
 async def get_logs(
     job_id: uuid.UUID,
-    tail: int | None = Query(None, ge=1, le=100_000, description="Only the last N lines"),
+    tail: int | None = Query(None, ge=1, le=100_000, description=f"Only the last N lines (at most {_TAIL_MAX})"),
     caller: Caller = Depends(tenant_only),
     ctx: Context = Depends(context),
 ):
     job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
-    text = await threads.run(logs.whole, ctx, job, spec, tail)
-    return {"job_id": str(job_id), "logs": text}
+    pieces = await threads.run(logs.document, ctx, job, spec, tail)
+    return StreamingResponse(_iterate_in_thread(pieces), media_type="application/json")
 
 
-@router.get("/jobs/{job_id}/logs/stream", response_class=EventSourceResponse, responses={200: {"content": {"text/event-stream": {}}}})
+STREAM_DOC = {
+    200: {"content": {"text/event-stream": {}}},
+    422: {"description": "Last-Event-ID is not the id of an event this stream sent"},
+    429: {"description": "The tenant has MAX_LOG_STREAMS_PER_TENANT log streams open (Retry-After: seconds)"},
+}
+
+
+@router.get("/jobs/{job_id}/logs/stream", response_class=EventSourceResponse, responses=STREAM_DOC)
 async def stream_logs(
     job_id: uuid.UUID,
-    last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=30),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=200),
     caller: Caller = Depends(tenant_only),
     ctx: Context = Depends(context),
 ):
-    """Server-sent events: ``log`` events (id = byte offset; whole lines), then one ``status`` event when the
-    job ends."""
+    """Server-sent events: ``log`` events (whole lines; id = the position after them, to send back as
+    ``Last-Event-ID`` to resume there), then one ``status`` event when the job ends.  A tenant has at most
+    MAX_LOG_STREAMS_PER_TENANT streams open at once."""
     job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
+    follower = logs.Follower(spec, logs.resume_at(last_event_id))
     try:
-        offset = max(0, int(last_event_id)) if last_event_id else 0
-    except ValueError:
-        raise HTTPException(status_code=422, detail="Last-Event-ID must be a byte offset sent by this stream") from None
+        stream_id = await threads.run(logs.open_stream, ctx, caller.tenant_id)
+    except logs.TooManyStreams as exc:
+        return JSONResponse({"detail": exc.message}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
     async def events():
-        nonlocal job, offset
+        nonlocal job
+        renewing = asyncio.create_task(_renew_stream(ctx, caller.tenant_id, stream_id))
         finished = False
-        while True:
-            chunk = logs.whole_lines(await _patiently(logs.read, ctx, job, spec, offset), final=finished)
-            if chunk:
-                offset += len(chunk)
-                yield {"event": "log", "id": str(offset), "data": chunk.decode("utf-8", errors="replace")}
-                continue
-            if finished:
-                yield {"event": "status", "data": json.dumps(_jsonable(_status_payload(job)))}
-                return
-            job = await _patiently(queries.job_view, ctx, str(job_id), caller.tenant_id)
-            if JobStatus(job["status"]).is_terminal:
-                finished = True  # one more read drains what was written before the end
-                continue
-            await asyncio.sleep(STREAM_POLL_SECONDS)
+        try:
+            while True:
+                piece = await _patiently(follower.next, ctx, job, final=finished)
+                if piece is not None:
+                    text, token = piece
+                    if text:
+                        yield {"event": "log", "id": token, "data": text}
+                    continue
+                if finished:
+                    yield {"event": "status", "data": json.dumps(_jsonable(_status_payload(job)))}
+                    return
+                job = await _patiently(queries.job_view, ctx, str(job_id), caller.tenant_id)
+                if JobStatus(job["status"]).is_terminal:
+                    finished = True  # one more read drains what was written before the end
+                    continue
+                await asyncio.sleep(STREAM_POLL_SECONDS)
+        finally:
+            renewing.cancel()
+            # Submitted to a thread before this awaits: a cancelled stream (its client went away) still
+            # gives its place back.
+            await threads.run(logs.close_stream, ctx, caller.tenant_id, stream_id)
 
     return EventSourceResponse(events(), ping=15)
 
 
-async def _patiently(fn, *args):
-    """``fn(*args)`` on the service's threads for a log stream: while something it needs is away
+async def _renew_stream(ctx: Context, tenant_id: str, stream_id: str) -> None:
+    """Renew the stream's place while it is open, even while a slow client holds up its events."""
+    while True:
+        await asyncio.sleep(ctx.settings.log_stream_heartbeat_seconds)
+        await threads.run(logs.keep_stream, ctx, tenant_id, stream_id)
+
+
+async def _patiently(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on the service's threads for a log stream: while something it needs is away
     (:class:`Unavailable`), wait and ask again, as the stream waits for new lines."""
     while True:
         try:
-            return await threads.run(fn, *args)
+            return await threads.run(fn, *args, **kwargs)
         except Unavailable:
             await asyncio.sleep(STREAM_POLL_SECONDS)
 
