@@ -218,22 +218,32 @@ def logs(job_id: str, follow: bool = typer.Option(False, "--follow", "-f"), tail
 
 def _follow_log(c: httpx.Client, job_id: str) -> None:
     """Print the job's log as it grows, until the job ends.  A dropped stream (the service restarted, the
-    network) is resumed where it broke (``Last-Event-ID``), so every line is printed once; the command gives
-    up when no stream could be opened for RECONNECT_SECONDS."""
-    last_id, broken_since = None, None
+    network) is resumed where it broke: the id of the last event printed (a position token) goes back as
+    ``Last-Event-ID``, so every line is printed once and nothing is sent twice.  While the service is away
+    (503) or the tenant has as many streams open as it may (429: a crashed service's streams count until
+    they expire), it waits as Retry-After says; it gives up when no stream could be opened for
+    RECONNECT_SECONDS."""
+    last_id, broken_since, told = None, None, False
     while True:
+        wait = POLL_SECONDS
         try:
             headers = {"Last-Event-ID": last_id} if last_id else {}
             with c.stream("GET", f"/jobs/{job_id}/logs/stream", headers=headers,
                           timeout=httpx.Timeout(30, read=STREAM_READ_TIMEOUT)) as r:
-                if _away(r) is None and r.status_code >= 400:
+                wait = _away(r) or _too_many(r) or POLL_SECONDS
+                if r.status_code >= 400 and r.status_code != 503:
                     r.read()
-                    check(r)
+                    if r.status_code != 429:
+                        check(r)
+                    if not told:
+                        console.print(f"[yellow]{_detail(r)} (waiting)[/yellow]")
+                        told = True
                 if r.status_code == 200:
                     broken_since = None
                     for event, event_id, data in _sse_events(r.iter_lines()):
                         if event == "log":
-                            sys.stdout.write(data + "\n")
+                            # Each event is whole lines; SSE carries a CR (SUMO's progress line) as a line break.
+                            sys.stdout.write(data)
                             sys.stdout.flush()
                             last_id = event_id or last_id
                         elif event == "status":
@@ -245,7 +255,15 @@ def _follow_log(c: httpx.Client, job_id: str) -> None:
         if time.monotonic() - broken_since > RECONNECT_SECONDS:
             console.print(f"[red]the log stream of {job_id} broke and could not be resumed[/red]")
             raise typer.Exit(2)
-        time.sleep(POLL_SECONDS)
+        time.sleep(min(wait, RECONNECT_SECONDS))
+
+
+def _too_many(response: httpx.Response) -> float | None:
+    """Seconds to wait when the tenant has too many log streams open (429 with Retry-After), else None."""
+    if response.status_code != 429:
+        return None
+    retry_after = response.headers.get("Retry-After", "")
+    return float(retry_after) if retry_after.isdigit() else POLL_SECONDS
 
 
 def _sse_events(lines):
