@@ -124,7 +124,8 @@ async def stream_logs(
 
     async def events():
         nonlocal job
-        renewing = asyncio.create_task(_renew_stream(ctx, caller.tenant_id, stream_id))
+        ended = asyncio.Event()
+        _keep(asyncio.create_task(_hold_place(ctx, caller.tenant_id, stream_id, ended)))
         finished = False
         try:
             while True:
@@ -143,19 +144,31 @@ async def stream_logs(
                     continue
                 await asyncio.sleep(STREAM_POLL_SECONDS)
         finally:
-            renewing.cancel()
-            # Submitted to a thread before this awaits: a cancelled stream (its client went away) still
-            # gives its place back.
-            await threads.run(logs.close_stream, ctx, caller.tenant_id, stream_id)
+            ended.set()  # no await here: a stream whose client went away is being cancelled
 
     return EventSourceResponse(events(), ping=15)
 
 
-async def _renew_stream(ctx: Context, tenant_id: str, stream_id: str) -> None:
-    """Renew the stream's place while it is open, even while a slow client holds up its events."""
-    while True:
-        await asyncio.sleep(ctx.settings.log_stream_heartbeat_seconds)
-        await threads.run(logs.keep_stream, ctx, tenant_id, stream_id)
+_holders: set[asyncio.Task] = set()
+
+
+def _keep(task: asyncio.Task) -> None:
+    """Hold a reference to a background task until it ends (the event loop keeps only weak ones)."""
+    _holders.add(task)
+    task.add_done_callback(_holders.discard)
+
+
+async def _hold_place(ctx: Context, tenant_id: str, stream_id: str, ended: asyncio.Event) -> None:
+    """A stream's place in its tenant's count: renewed while the stream is open (also while a slow client
+    holds up its events), given back once it ended, after any renewal in flight (which would re-add it)."""
+    try:
+        while not ended.is_set():
+            try:
+                await asyncio.wait_for(ended.wait(), ctx.settings.log_stream_heartbeat_seconds)
+            except asyncio.TimeoutError:
+                await threads.run(logs.keep_stream, ctx, tenant_id, stream_id)
+    finally:
+        await threads.run(logs.close_stream, ctx, tenant_id, stream_id)
 
 
 async def _patiently(fn, *args, **kwargs):
