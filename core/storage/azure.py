@@ -79,8 +79,11 @@ class AzureBlobStore(ObjectStore):
                 raise ValueError("azure storage needs AZURE_CONNECTION_STRING")
             service_client = BlobServiceClient.from_connection_string(
                 connection_string,
-                max_single_get_size=4 * CHUNK_SIZE,
-                max_chunk_get_size=4 * CHUNK_SIZE,
+                # A download holds several times its current range while it reads it (the SDK joins the
+                # response's pieces, and keeps what it has not yet handed out): ranges of one chunk keep a
+                # streamed download or log in the API's memory as small as the other backends'.
+                max_single_get_size=CHUNK_SIZE,
+                max_chunk_get_size=CHUNK_SIZE,
                 connection_timeout=5,
                 read_timeout=20,
                 retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2,
