@@ -26,6 +26,7 @@ from bench import fake_sumo
 from bench.log_memory import Watch, service_processes
 from core.stream_registry import RedisStreamRegistry
 from devstack import emulators
+from devstack.services import port_open
 from devstack.stack import start_stack
 from tests.conftest import BASE_ENV
 from tests.integration.harness import Api, wait_until
@@ -224,6 +225,26 @@ def test_download_streams(archived):
     assert watch.most("api") < MEMORY_BOUND_MB, watch.growth_mb
 
 
+# -- the command line -------------------------------------------------------------------------------------------
+def test_cli_follow_prints_the_log_as_sent_and_waits_out_a_429(archived, logs_stack, api):
+    """``logs --follow`` while the tenant's places are all taken (by streams of another process, which
+    expire): it says so, waits as Retry-After says, then prints the log, every line once, and the end."""
+    tenant = api.register()
+    log = b"".join(fake_sumo.log_bytes(3 * MiB))
+    job_id = api.submit_ok(tenant, fake_sumo.scenario({"log_bytes": len(log)}))
+    api.wait_status(tenant, job_id, "SUCCEEDED")
+    others = RedisStreamRegistry(redis.Redis.from_url(logs_stack.env["REDIS_URL"]), ttl_seconds=3)
+    for i in range(STREAMS):
+        assert others.acquire(tenant["tenant_id"], f"elsewhere-{i}", STREAMS)
+    env = {"SUMO_K8_URL": logs_stack.url, "SUMO_K8_API_KEY": tenant["api_key"], "PATH": "/usr/bin:/bin",
+           "COLUMNS": "200"}
+    out = subprocess.run([sys.executable, "-m", "cli.main", "logs", job_id, "--follow"], env=env, capture_output=True,
+                         text=True, encoding="utf-8", timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert "MAX_LOG_STREAMS_PER_TENANT" in out.stderr and "job ended: SUCCEEDED" in out.stderr, out.stderr
+    assert out.stdout == as_sse(log)
+
+
 # -- refusals ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["abc", "12@", "-5", "1" * 150, "9" * 250])
 def test_a_malformed_last_event_id_is_a_422_naming_it(archived, bad):
@@ -305,6 +326,21 @@ def test_another_tenants_streams_are_counted_apart(small, logs_stack, api):
         assert registry(logs_stack).count(other["tenant_id"]) == STREAMS
 
 
+def test_redis_away_is_unavailable_not_an_error():
+    """Where open streams are counted cannot be reached: RegistryUnavailable (the API's 503), in bounded time."""
+    import socket
+
+    from core.stream_registry import RegistryUnavailable
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        away = RedisStreamRegistry.from_url(f"redis://127.0.0.1:{closed.getsockname()[1]}/0", ttl_seconds=3)
+        for call in (lambda: away.acquire("t", "s", 2), lambda: away.renew("t", "s"), lambda: away.release("t", "s"),
+                     lambda: away.count("t")):
+            with pytest.raises(RegistryUnavailable, match="Redis"):
+                call()
+
+
 HOLDER = textwrap.dedent("""
     import sys, time, redis
     from core.stream_registry import RedisStreamRegistry
@@ -349,6 +385,8 @@ def test_an_api_crash_keeps_its_streams_counted_until_they_expire(small, logs_st
         open_streams(small, exits, STREAMS)
         logs_stack.procs["api"].kill()
         assert counts.count(tenant_id) == STREAMS
+    # The group's workers may outlive their parent for a moment, holding the port.
+    wait_until(lambda: not port_open(logs_stack.port), 20, "the killed API's port closed")
     logs_stack.start_api(2)
     wait_until(lambda: counts.count(tenant_id) == 0, 20, "the crashed API's places to expire")
     assert refused(small) is None
