@@ -56,6 +56,25 @@ class Settings(BaseSettings):
     local_max_parallel: int = Field(0, ge=0, description="Machine-wide cap on concurrent local simulations; 0: number of CPUs.")
     sumo_binary: str = Field("", description="Path of `sumo` for the local executor; empty: the eclipse-sumo wheel's.")
     log_tail_lines: int = Field(20, ge=1, description="Lines of the log attached to a FAILED job's error.")
+    local_sandbox: Literal["on", "off"] = Field("on", description=(
+        "`on`: every local simulation runs in a bubblewrap sandbox under its own unprivileged uid, without network, "
+        "environment or view of the host beyond its run folder (needs root, bubblewrap and user namespaces; the "
+        "simulation workers refuse to start without them). `off`: simulations run unconfined as the worker's own "
+        "user (resource limits and the output caps still apply); `/ready` says so."))
+    local_sandbox_uid_base: int = Field(1_900_000_000, ge=1000, le=4_000_000_000, description=(
+        "First uid (and gid) of the sandboxed runs: slot i of the slot pool runs as LOCAL_SANDBOX_UID_BASE + i, so "
+        "two runs can neither signal nor read each other and process limits count per run. Pick a range no account "
+        "or container on the machine uses; the default lies above the ranges distributions and container engines "
+        "hand out."))
+    max_output_mb: int = Field(4096, ge=1, description=(
+        "Most a local run may write into its run folder in total (each file counted in whole 4 KiB blocks), also the "
+        "largest single file; past it the run is stopped and FAILED. Room for hours of per-vehicle output (FCD, "
+        "tripinfo, emissions) of a city-scale scenario, more as `.xml.gz`; a run writing more is more likely a "
+        "runaway than research."))
+    max_log_mb: int = Field(100, ge=1, description=(
+        "Most console output (the job's log) a local run may produce; past it the log stops growing and the run "
+        "is stopped and FAILED. SUMO's console carries progress and warnings, which stay far below this even when "
+        "a congested run warns about every teleport; `--no-warnings` or `--no-step-log` shorten it."))
 
     # -- kubernetes executor ---------------------------------------------------------
     kubeconfig: str = Field("", description="Kubeconfig for EXECUTOR=kubernetes; empty: in-cluster config, else ~/.kube/config.")
