@@ -8,6 +8,7 @@ so nothing below this module imports it back.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from core.executors.base import Executor
@@ -68,18 +69,37 @@ def _executor_builder(settings: Settings) -> Callable[[Context], Executor]:
 
 
 def local_runner(ctx: Context):
-    """The local executor's simulation runner for a worker consuming the simulations queue."""
+    """The local executor's simulation runner for a worker consuming the simulations queue.
+
+    With LOCAL_SANDBOX=on it first proves the sandbox works on this machine (a test run) and raises
+    :class:`~core.executors.sandbox_host.SandboxUnavailable` saying why not; the worker then refuses to
+    start.
+    """
+    import shutil
+
     from core.executors.local import default_sumo_binary, slot_pool
     from core.executors.local_runner import LocalRunner
+    from core.executors.sandbox_host import Sandbox
 
     settings = ctx.settings
+    slots = slot_pool(settings.work_root, settings.local_max_parallel)
+    sumo_binary = settings.sumo_binary or default_sumo_binary()
+    sandbox = None
+    if settings.local_sandbox == "on":
+        sandbox = Sandbox.discover(sumo_binary=sumo_binary, uid_base=settings.local_sandbox_uid_base,
+                                   slots=slots.size)
+        sandbox.check(sumo_binary, settings.work_root / f".sandbox-check-{os.getpid()}")
     return LocalRunner(
         work_root=settings.work_root,
         store=ctx.store,
         publish=ctx.bus.publish_status,
-        slots=slot_pool(settings.work_root, settings.local_max_parallel),
-        sumo_binary=settings.sumo_binary or default_sumo_binary(),
+        slots=slots,
+        sumo_binary=sumo_binary,
         limits=ctx.limits,
+        sandbox=sandbox,
+        max_output_mb=settings.max_output_mb,
+        max_log_mb=settings.max_log_mb,
+        prlimit=shutil.which("prlimit"),
         log_tail_lines=settings.log_tail_lines,
     )
 

@@ -17,10 +17,11 @@ from core.services import admission, lifecycle, tenants
 from core.bootstrap import get_context
 from core.settings import get_settings
 from core.unavailable import Unavailable
+from workers.local_simulation import SandboxCheck
 from workers.logging_setup import configure_logging
 
 configure_logging(get_settings().log_level)
-get_broker(get_settings())
+get_broker(get_settings()).add_middleware(SandboxCheck())  # a simulation worker that cannot sandbox exits at boot
 log = logging.getLogger(__name__)
 
 RETRY = dict(max_retries=10, min_backoff=200, max_backoff=30_000)

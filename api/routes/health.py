@@ -21,7 +21,7 @@ async def health() -> dict:
 @router.get("/ready")
 async def ready(ctx: Context = Depends(context)):
     checks = await threads.run(dependencies.readiness, ctx)
-    ok = all(v == "ok" for v in checks.values())
+    ok = dependencies.is_ready(checks)
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 
 

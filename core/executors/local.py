@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from core import log_text
@@ -20,6 +21,9 @@ from core.executors.local_runner import WorkDir
 from core.executors.local_slots import SlotPool, try_lock_file
 from core.messaging import MessageBus
 from core.storage.base import ObjectStore
+
+#: SUMO's --statistic-output is a few lines; one far larger was not written by SUMO's statistics code.
+MAX_STATISTICS_BYTES = 1024 * 1024
 
 
 def default_sumo_binary() -> str:
@@ -88,18 +92,22 @@ class LocalExecutor(Executor):
                 os.close(lock)
 
     def _collect(self, spec: JobSpec, wd: WorkDir, store: ObjectStore) -> CollectedResults:
+        """Upload what the run wrote.  The run folder was the run's to write (it may be hostile): only
+        regular files count, links are never followed, the walk keeps its own stack."""
         files: list[dict] = []
         if wd.run_dir.is_dir():
             manifest = json.loads(wd.manifest.read_text()) if wd.manifest.exists() else {}
-            for path in sorted(p for p in wd.run_dir.rglob("*") if p.is_file() and not p.is_symlink()):
-                rel = path.relative_to(wd.run_dir).as_posix()
-                st = path.stat()
+            for rel, path in _regular_files(wd.run_dir):
+                st = path.stat(follow_symlinks=False)
                 if manifest.get(rel) == [st.st_size, st.st_mtime_ns]:
                     continue  # an unchanged input, not an output
                 files.append(_upload(store, spec.result_prefix + rel, path, rel))
         statistics = None
-        if wd.statistics.exists():
-            statistics = wd.statistics.read_bytes()
+        if _is_regular(wd.statistics):
+            with open(wd.statistics, "rb") as fh:
+                statistics = fh.read(MAX_STATISTICS_BYTES + 1)
+            if len(statistics) > MAX_STATISTICS_BYTES:
+                statistics = None  # not SUMO's few lines of KPIs: kept as a file, not parsed
             files.append(_upload(store, spec.result_prefix + STATISTICS_NAME, wd.statistics, STATISTICS_NAME))
         log_archived = False
         if wd.log.exists():
@@ -127,6 +135,27 @@ class LocalExecutor(Executor):
                 }
             ],
         }
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _regular_files(top: Path) -> list[tuple[str, Path]]:
+    """(name relative to ``top``, path) of every regular file below ``top``, sorted, links not followed."""
+    found, stack = [], [(top, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), f"{prefix}{entry.name}/"))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append((prefix + entry.name, Path(entry.path)))
+    return sorted(found)
 
 
 def _upload(store: ObjectStore, key: str, path: Path, name: str) -> dict:

@@ -10,6 +10,11 @@ The job's log is SUMO's console output (stdout and stderr through one pipe),
 written to ``sumo.log`` as it arrives.  When the scenario's config names its
 own ``log`` file, SUMO is pointed at the pipe instead (``--log /dev/stdout``)
 so that the messages reach the job's log, and the file is written at the end.
+
+With LOCAL_SANDBOX=on (a :class:`~core.executors.sandbox_host.Sandbox`) SUMO runs
+confined under its slot's uid (:mod:`core.executors.sandbox`); either way it gets
+rlimits and none of the worker's environment, and a run that writes more than
+MAX_OUTPUT_MB or logs more than MAX_LOG_MB is stopped and FAILED.
 """
 from __future__ import annotations
 
@@ -19,7 +24,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,7 +32,12 @@ from typing import Callable
 
 from core.domain.states import JobStatus, StatusEvent
 from core.executors.base import LOG_NAME, STATISTICS_NAME, JobSpec
-from core.executors.local_slots import SlotPool, try_lock_file
+from core.executors.local_process import (
+    LogPump, exit_signal, kill, open_beneath, stop, wait_gone, written_bytes,
+)
+from core.executors.local_slots import Slot, SlotPool, try_lock_file
+from core.executors.sandbox import CHAIN_ENV, STATS_DIR, Limits, unconfined_command, unconfined_env
+from core.executors.sandbox_host import Sandbox, sumo_layout
 from core.scenario import ArchiveLimits, ScenarioError, extract_scenario, inspect_archive
 from core.storage.base import ObjectNotFound, ObjectStore
 
@@ -36,7 +45,8 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
 SLOT_POLL_SECONDS = 0.2
-KILL_GRACE_SECONDS = 5.0
+#: How often the run folder is measured against MAX_OUTPUT_MB (and once more when the run ends).
+OUTPUT_SCAN_SECONDS = 1.0
 
 
 def now() -> datetime:
@@ -54,7 +64,8 @@ class WorkDir:
     archive = property(lambda self: self.root / "input.zip")
     run_dir = property(lambda self: self.root / "run")
     log = property(lambda self: self.root / LOG_NAME)
-    statistics = property(lambda self: self.root / STATISTICS_NAME)
+    stats_dir = property(lambda self: self.root / "stats")   # SUMO writes here, so not the root itself
+    statistics = property(lambda self: self.stats_dir / STATISTICS_NAME)
     manifest = property(lambda self: self.root / "inputs.json")
     outcome = property(lambda self: self.root / "outcome.json")
     pid = property(lambda self: self.root / "sumo.pid")
@@ -70,14 +81,23 @@ class LocalRunner:
         slots: SlotPool,
         sumo_binary: str,
         limits: ArchiveLimits,
+        sandbox: Sandbox | None,
+        max_output_mb: int,
+        max_log_mb: int,
+        prlimit: str | None = None,
         log_tail_lines: int = 20,
     ) -> None:
         self.work_root = work_root
         self.store = store
         self.publish = publish
         self.slots = slots
-        self.sumo_binary = sumo_binary
+        self.sumo_binary = str(Path(sumo_binary).resolve())
+        self.sumo_home = sumo_layout(self.sumo_binary)[0]
         self.limits = limits
+        self.sandbox = sandbox
+        self.max_output_mb = max_output_mb
+        self.max_log_mb = max_log_mb
+        self.prlimit = sandbox.tools.prlimit if sandbox is not None else prlimit
         self.log_tail_lines = log_tail_lines
 
     def workdir(self, job_id: str) -> WorkDir:
@@ -109,11 +129,11 @@ class LocalRunner:
             return StatusEvent(spec.job_id, JobStatus.CANCELLED, now(), reason="cancelled while waiting for a slot")
         try:
             try:
-                config_path, log_file = self._prepare(spec, wd)
+                config_path, log_file = self._prepare(spec, wd, slot)
             except (ObjectNotFound, ScenarioError, OSError) as exc:
                 log.exception("job %s: could not prepare its input", spec.job_id)
                 return StatusEvent(spec.job_id, JobStatus.FAILED, now(), reason=f"could not prepare the input: {exc}")
-            return self._execute(spec, wd, config_path, log_file)
+            return self._execute(spec, wd, config_path, log_file, slot)
         finally:
             slot.release()
 
@@ -131,11 +151,13 @@ class LocalRunner:
                 announced = True
             time.sleep(SLOT_POLL_SECONDS)
 
-    def _prepare(self, spec: JobSpec, wd: WorkDir) -> tuple[Path, Path | None]:
-        """Fetch and unpack the input; remember what was there so outputs can be told apart."""
+    def _prepare(self, spec: JobSpec, wd: WorkDir, slot: Slot) -> tuple[Path, str | None]:
+        """Fetch and unpack the input; remember what was there so outputs can be told apart; hand the
+        folders to the run (inputs read-only, see :meth:`Sandbox.hand_over`)."""
         _stop_orphan(wd)
-        if wd.run_dir.exists():
-            shutil.rmtree(wd.run_dir)
+        for folder in (wd.run_dir, wd.stats_dir):
+            if folder.exists():
+                shutil.rmtree(folder)
         wd.log.unlink(missing_ok=True)
         self.store.download_file(spec.input_key, wd.archive)
         scenario = inspect_archive(wd.archive, spec.config_file, self.limits)
@@ -146,94 +168,148 @@ class LocalRunner:
                 st = path.stat()
                 manifest[path.relative_to(wd.run_dir).as_posix()] = [st.st_size, st.st_mtime_ns]
         wd.manifest.write_text(json.dumps(manifest))
-        log_file = wd.run_dir / scenario.log_file if scenario.log_file else None
-        return wd.run_dir / scenario.config_file, log_file
+        if self.sandbox is not None:
+            self.sandbox.hand_over(wd.run_dir, wd.stats_dir, self.sandbox.uid(slot.index))
+        else:
+            wd.stats_dir.mkdir()
+        return wd.run_dir / scenario.config_file, scenario.log_file
 
-    def _execute(self, spec: JobSpec, wd: WorkDir, config_path: Path, log_file: Path | None) -> StatusEvent:
-        argv = [self.sumo_binary, "-c", config_path.name, "--statistic-output", str(wd.statistics), "--duration-log.statistics", "true"]
+    def _command(self, spec: JobSpec, wd: WorkDir, config_path: Path, log_file: str | None,
+                 slot: Slot) -> tuple[list[str], Path, dict, int | None]:
+        """What to start (argv, cwd, environment) and the uid the run will have (None: unconfined)."""
+        limits = Limits.for_run(memory_gi=spec.memory_gi, cpu_request=spec.cpu_request,
+                                deadline_seconds=spec.deadline_seconds, max_output_mb=self.max_output_mb,
+                                confined=self.sandbox is not None)
+        statistics = f"{STATS_DIR}/{STATISTICS_NAME}" if self.sandbox is not None else str(wd.statistics)
+        argv = [self.sumo_binary, "-c", config_path.name, "--statistic-output", statistics,
+                "--duration-log.statistics", "true"]
         if log_file is not None:
             argv += ["--log", "/dev/stdout"]
-        env = dict(os.environ)
-        env.setdefault("SUMO_HOME", str(Path(self.sumo_binary).resolve().parent.parent))
-        log_out = open(wd.log, "ab", buffering=0)  # opened before the child exists: the pump can always write
-        started = now()
-        proc = subprocess.Popen(
-            argv,
-            cwd=config_path.parent,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-        wd.pid.write_text(str(proc.pid))
-        log.info("job %s: started %s (pid %d)", spec.job_id, " ".join(argv), proc.pid)
-        self.publish(StatusEvent(spec.job_id, JobStatus.RUNNING, started))
-        pump = threading.Thread(target=_pump, args=(proc.stdout, log_out), daemon=True)
-        pump.start()
+        if self.sandbox is None:
+            command = unconfined_command(limits, self.prlimit, argv) if self.prlimit else argv
+            return command, config_path.parent, unconfined_env(self.sumo_home, str(wd.run_dir)), None
+        box = self.sandbox.box(slot=slot.index, job_id=spec.job_id, run_dir=wd.run_dir, stats_dir=wd.stats_dir,
+                               config_folder=config_path.parent.relative_to(wd.run_dir).as_posix(), limits=limits)
+        return self.sandbox.command(box, argv), wd.run_dir, CHAIN_ENV, box.uid
 
-        deadline = time.monotonic() + spec.deadline_seconds
-        outcome: StatusEvent | None = None
-        while True:
-            try:
-                code = proc.wait(timeout=POLL_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if wd.cancel_marker.exists():
-                _stop(proc)
-                outcome = StatusEvent(spec.job_id, JobStatus.CANCELLED, now(), reason="cancelled while running")
-            elif time.monotonic() > deadline:
-                _stop(proc)
-                outcome = StatusEvent(
-                    spec.job_id,
-                    JobStatus.FAILED,
-                    now(),
-                    reason=f"DeadlineExceeded: the run exceeded its deadline of {spec.deadline_seconds}s",
-                )
-            if outcome is not None:
-                code = proc.wait()
-                break
-        pump.join(timeout=10)
-        log_out.close()
+    def _execute(self, spec: JobSpec, wd: WorkDir, config_path: Path, log_file: str | None,
+                 slot: Slot) -> StatusEvent:
+        command, cwd, env, uid = self._command(spec, wd, config_path, log_file, slot)
+        log_out = open(wd.log, "ab", buffering=0)  # opened before the child exists: the pump can always write
+        read_end, write_end = os.pipe()
+        if uid is not None:
+            # The run's uid must own the pipe, or SUMO cannot reopen it as /dev/stdout (--log /dev/stdout).
+            os.fchown(write_end, uid, uid)
+        started = now()
+        try:
+            proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
+                                    stderr=write_end, start_new_session=True, umask=0o022)
+        except BaseException:
+            os.close(read_end)
+            log_out.close()
+            raise
+        finally:
+            os.close(write_end)
+        proc.stdout = open(read_end, "rb")
+        wd.pid.write_text(str(proc.pid))
+        where = f"sandboxed as uid {uid}" if uid is not None else "unconfined (LOCAL_SANDBOX=off)"
+        log.info("job %s: started sumo %s (pid %d)", spec.job_id, where, proc.pid)
+        self.publish(StatusEvent(spec.job_id, JobStatus.RUNNING, started))
+        pump = LogPump(proc.stdout, log_out, self.max_log_mb * 2**20)
+        pump.start()
+        try:
+            code, outcome = self._supervise(spec, wd, proc, pump, uid)
+        except BaseException:
+            kill(proc, uid)  # never leave a run behind a runner that failed
+            raise
+        finally:
+            pump.join(timeout=10)
+            log_out.close()
+            if not pump.is_alive():
+                proc.stdout.close()
+        if uid is not None and not wait_gone(uid):
+            log.warning("job %s: processes of uid %d outlived the run's sandbox", spec.job_id, uid)
+        if outcome is None:
+            outcome = self._over_a_cap(spec, wd, pump)  # a short run may pass a cap between two polls
         if log_file is not None and wd.log.exists():
-            shutil.copyfile(wd.log, log_file)
+            self._copy_log(wd, log_file)
         if outcome is not None:
             return outcome
         if code == 0:
             return StatusEvent(spec.job_id, JobStatus.SUCCEEDED, now(), exit_code=0)
-        return StatusEvent(
-            spec.job_id,
-            JobStatus.FAILED,
-            now(),
-            reason=f"sumo exited with code {code}",
-            exit_code=code,
-            log_tail=tail_lines(wd.log, self.log_tail_lines),
-        )
+        tail = tail_lines(wd.log, self.log_tail_lines)
+        return StatusEvent(spec.job_id, JobStatus.FAILED, now(), reason=self._exit_reason(spec, code, tail),
+                           exit_code=code, log_tail=tail)
 
-
-def _pump(stream, out) -> None:
-    """Copy the child's output to the log as it arrives (unbuffered, so followers see it).
-
-    The pipe is drained to the end whatever happens to the file: a child
-    blocked on a full pipe would otherwise hang until its deadline.
-    """
-    writable = True
-    while chunk := stream.read1(65536):
-        if writable:
+    def _supervise(self, spec: JobSpec, wd: WorkDir, proc: subprocess.Popen, pump: LogPump,
+                   uid: int | None) -> tuple[int, StatusEvent | None]:
+        """Wait for the run's end, stopping it on a cancel, at its deadline or past a cap."""
+        deadline = time.monotonic() + spec.deadline_seconds
+        next_scan = time.monotonic() + OUTPUT_SCAN_SECONDS
+        while True:
             try:
-                out.write(chunk)
-            except OSError:
-                log.exception("log file unwritable; discarding the rest of the output")
-                writable = False
+                return proc.wait(timeout=POLL_SECONDS), None
+            except subprocess.TimeoutExpired:
+                pass
+            outcome = None
+            if wd.cancel_marker.exists():
+                outcome = StatusEvent(spec.job_id, JobStatus.CANCELLED, now(), reason="cancelled while running")
+            elif time.monotonic() > deadline:
+                outcome = self._failed(spec, wd, f"DeadlineExceeded: the run exceeded its deadline of "
+                                                 f"{spec.deadline_seconds}s")
+            elif pump.over_cap.is_set() or time.monotonic() >= next_scan:
+                outcome = self._over_a_cap(spec, wd, pump)
+                next_scan = time.monotonic() + OUTPUT_SCAN_SECONDS
+            if outcome is not None:
+                stop(proc, uid)
+                return proc.wait(), outcome
+
+    def _over_a_cap(self, spec: JobSpec, wd: WorkDir, pump: LogPump) -> StatusEvent | None:
+        if pump.over_cap.is_set():
+            return self._failed(spec, wd, f"MAX_LOG_MB exceeded: the run wrote more than {self.max_log_mb} MB "
+                                          "of console output")
+        inputs = json.loads(wd.manifest.read_text())
+        if written_bytes([wd.run_dir, wd.stats_dir], inputs) > self.max_output_mb * 2**20:
+            return self._failed(spec, wd, f"MAX_OUTPUT_MB exceeded: the run wrote more than {self.max_output_mb} MB")
+        return None
+
+    def _failed(self, spec: JobSpec, wd: WorkDir, reason: str) -> StatusEvent:
+        return StatusEvent(spec.job_id, JobStatus.FAILED, now(), reason=reason,
+                           log_tail=tail_lines(wd.log, self.log_tail_lines))
+
+    def _exit_reason(self, spec: JobSpec, code: int, tail: str | None) -> str:
+        """Why SUMO ended with ``code``: the limit it hit, by name, else the code."""
+        sig = exit_signal(code, confined=self.sandbox is not None)
+        if sig == signal.SIGXFSZ:
+            return f"MAX_OUTPUT_MB exceeded: a file the run wrote grew past {self.max_output_mb} MB"
+        if sig == signal.SIGXCPU:
+            return (f"CPU time limit exceeded: the run used more CPU time than its deadline of "
+                    f"{spec.deadline_seconds}s allows for cpu_request={spec.cpu_request}")
+        if tail and "bad_alloc" in tail:
+            return f"out of memory: sumo needed more than its memory_gi={spec.memory_gi} GiB (exit code {code})"
+        if sig is not None:
+            return f"sumo was killed by signal {sig}"
+        return f"sumo exited with code {code}"
+
+    def _copy_log(self, wd: WorkDir, log_file: str) -> None:
+        """The config's own ``log`` file gets the job's log, written without following any link the run
+        made (the runner may be root)."""
+        try:
+            out = open_beneath(wd.run_dir, log_file)
+        except OSError as exc:
+            log.warning("job log not copied to %s: %s", log_file, exc)
+            return
+        with open(wd.log, "rb") as src, os.fdopen(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
 
 
 def _stop_orphan(wd: WorkDir) -> None:
     """Kill a run left behind by a worker that died (its message is being re-delivered).
 
-    The child runs in its own session, so it outlives a SIGKILLed worker; a re-run
-    must not share the work directory with it.  The pid is only trusted while it
-    still names a process started in this job's directory.
+    An unconfined child runs in its own session, so it outlives a SIGKILLed worker (a
+    sandboxed one dies with it: bwrap's --die-with-parent); a re-run must not share the
+    work directory with it.  The pid is only trusted while it still names a process
+    started in this job's directory.
     """
     try:
         pid = int(wd.pid.read_text())
@@ -246,17 +322,6 @@ def _stop_orphan(wd: WorkDir) -> None:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the run's process group, SIGKILL it after a grace period."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def tail_lines(path: Path, lines: int, max_bytes: int = 64 * 1024) -> str | None:

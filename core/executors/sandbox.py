@@ -20,8 +20,9 @@ the next (the pid the runner holds ends up being bwrap's, and killing it ends th
    session, killed with its parent, user namespaces disabled inside, an empty environment but what
    SUMO needs.  The root is an empty read-only tmpfs with ``/usr`` (and the ``/lib``-style links), SUMO's
    install and the loader's cache read-only, a new ``/proc``, a ``/dev`` of null, zero, full, random
-   and urandom only, a size- and inode-limited tmpfs ``/tmp``, the run folder at :data:`JOB_DIR` and
-   the statistics folder at :data:`STATS_DIR` — the only writable places.
+   and urandom only, a size- and inode-limited tmpfs ``/tmp``, the run folder at ``/jobs/<job id>``
+   (:func:`job_dir`; also HOME) and the statistics folder at :data:`STATS_DIR` — the only writable
+   places.
 
 Inputs stay read-only inside the writable run folder by ownership, not by mounts: the runner unpacks
 them owned by root, in folders owned by root with the slot's group, mode 1775 (group-writable,
@@ -36,8 +37,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-#: Where the run folder, the statistics folder and the sandbox's /tmp appear inside the sandbox.
-JOB_DIR = "/job"
+#: Where the run folder (``/jobs/<job id>``: the id shows in the run's paths and its cwd) and the
+#: statistics folder appear inside the sandbox.
+JOBS_DIR = "/jobs"
 STATS_DIR = "/stats"
 #: Where the stage mounts what bwrap binds, in the run's own mount namespace (never on the host).
 STAGE = "/tmp/sumo-k8"
@@ -116,20 +118,26 @@ class RunBox:
 
     uid: int
     gid: int
-    run_dir: str          # host path, appears at JOB_DIR
+    run_dir: str          # host path, appears at job_dir
     stats_dir: str        # host path, appears at STATS_DIR
-    workdir: str          # inside: JOB_DIR or a folder below it (where the .sumocfg is)
+    job_dir: str          # inside: job_dir(job id)
+    workdir: str          # inside: job_dir or a folder below it (where the .sumocfg is)
     limits: Limits
     tmp_bytes: int = TMP_BYTES
     tmp_inodes: int = TMP_INODES
     extra_env: dict = field(default_factory=dict)
 
 
-def sandbox_env(host: HostView) -> dict[str, str]:
+def job_dir(job_id: str) -> str:
+    """Where a job's run folder appears inside its sandbox."""
+    return f"{JOBS_DIR}/{job_id}"
+
+
+def sandbox_env(host: HostView, home: str) -> dict[str, str]:
     """Everything SUMO's environment holds inside the sandbox."""
     return {
         "SUMO_HOME": host.sumo_home,
-        "HOME": JOB_DIR,
+        "HOME": home,
         "TMPDIR": "/tmp",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
@@ -155,7 +163,7 @@ def bwrap_args(box: RunBox, host: HostView) -> list[str]:
     """bwrap's options (everything before ``--``), in the order bwrap applies them."""
     args = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
             "--hostname", "sumo", "--clearenv"]
-    for name, value in {**sandbox_env(host), **box.extra_env}.items():
+    for name, value in {**sandbox_env(host, box.job_dir), **box.extra_env}.items():
         args += ["--setenv", name, value]
     args += ["--ro-bind", "/usr", "/usr"]
     for path, target in host.links:
@@ -164,7 +172,7 @@ def bwrap_args(box: RunBox, host: HostView) -> list[str]:
         args += ["--ro-bind", path, path]
     for i, path in enumerate(host.sumo_dirs):
         args += ["--ro-bind", f"{STAGE}/sumo{i}", path]
-    args += ["--bind", f"{STAGE}/run", JOB_DIR, "--bind", f"{STAGE}/stats", STATS_DIR,
+    args += ["--bind", f"{STAGE}/run", box.job_dir, "--bind", f"{STAGE}/stats", STATS_DIR,
              "--bind", f"{STAGE}/tmp", "/tmp", "--proc", "/proc", "--dir", "/dev"]
     for device in DEVICES:
         args += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.executors.sandbox import (
-    CHAIN_ENV, JOB_DIR, STATS_DIR, HostView, Limits, RunBox, Tools, confined_command,
+    CHAIN_ENV, STATS_DIR, HostView, Limits, RunBox, Tools, confined_command, job_dir,
 )
 
 #: Folders of a root file system the loader or SUMO may need, and files that only speed it up.
@@ -109,10 +109,15 @@ class Sandbox:
         """The uid and gid of slot ``slot``'s runs; ``slots`` itself is the startup check's."""
         return self.uid_base + slot
 
-    def box(self, *, slot: int, run_dir: Path, stats_dir: Path, workdir: str, limits: Limits) -> RunBox:
+    def box(self, *, slot: int, job_id: str, run_dir: Path, stats_dir: Path, config_folder: str,
+            limits: Limits) -> RunBox:
+        """The sandbox of job ``job_id`` on slot ``slot``; SUMO starts in ``config_folder`` (relative to
+        the run folder, "." for its top)."""
         uid = self.uid(slot)
-        return RunBox(uid=uid, gid=uid, run_dir=str(run_dir), stats_dir=str(stats_dir), workdir=workdir,
-                      limits=limits)
+        inside = job_dir(job_id)
+        workdir = inside if config_folder in ("", ".") else f"{inside}/{config_folder}"
+        return RunBox(uid=uid, gid=uid, run_dir=str(run_dir), stats_dir=str(stats_dir), job_dir=inside,
+                      workdir=workdir, limits=limits)
 
     def command(self, box: RunBox, argv: list[str]) -> list[str]:
         return confined_command(box, self.host, self.tools, argv)
@@ -148,9 +153,10 @@ class Sandbox:
         try:
             self.hand_over(run_dir, stats_dir, uid)
             limits = Limits.for_run(memory_gi=1, cpu_request=1, deadline_seconds=PROBE_TIMEOUT, max_output_mb=16)
-            box = RunBox(uid=uid, gid=uid, run_dir=str(run_dir), stats_dir=str(stats_dir), workdir=JOB_DIR,
-                         limits=limits)
-            argv = [str(Path(sumo_binary).resolve()), "--save-configuration", f"{JOB_DIR}/probe.sumocfg",
+            inside = job_dir("sandbox-check")
+            box = RunBox(uid=uid, gid=uid, run_dir=str(run_dir), stats_dir=str(stats_dir), job_dir=inside,
+                         workdir=inside, limits=limits)
+            argv = [str(Path(sumo_binary).resolve()), "--save-configuration", f"{inside}/probe.sumocfg",
                     "--statistic-output", f"{STATS_DIR}/probe.xml"]
             try:
                 done = subprocess.run(self.command(box, argv), cwd=run_dir, env=CHAIN_ENV, stdin=subprocess.DEVNULL,
