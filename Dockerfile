@@ -2,6 +2,12 @@
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# bubblewrap and util-linux (unshare, prlimit): the sandbox of local simulations (LOCAL_SANDBOX=on).  The
+# simulations container runs as root (each run drops to a uid of its own) with user namespaces and mounts
+# allowed (e.g. docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt
+# apparmor=unconfined); every other role runs as the unprivileged user below.
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap util-linux \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml requirements.lock ./
 COPY api ./api
 COPY workers ./workers

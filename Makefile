@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 PY_ID := $(shell $(PY) -c 'import sys; print(sys.executable, sys.version.split()[0])' 2>/dev/null)
 export SUMO_K8_CACHE ?= $(HOME)/.cache/sumo-k8
 
-.PHONY: FORCE run test test-unit test-storage test-integration test-kube kube-deps bench bench-tools venv clean settings-table dev-cluster
+.PHONY: FORCE run test test-unit test-storage test-integration test-kube kube-deps sandbox-deps bench bench-tools venv clean settings-table dev-cluster
 
 venv: $(STAMP)
 
@@ -28,12 +28,12 @@ $(VENV)/.python: FORCE
 		echo "venv: building on $(PY_ID)"; rm -rf $(VENV); mkdir -p $(VENV); echo "$(PY_ID)" > $@; fi
 
 # EXECUTOR=kubernetes (with KUBECONFIG, e.g. .devcluster/kubeconfig of `make dev-cluster`) runs jobs on a cluster.
-run: venv
+run: venv sandbox-deps
 	$(BIN)/python -m devstack.run
 
 # Every tier: unit, storage (S3/GCS/Azure emulators), integration (the real service), and the
 # Kubernetes tiers on a real v1.34 control plane (built once, cached under $(SUMO_K8_CACHE)).
-test: venv kube-deps bench-tools
+test: venv kube-deps sandbox-deps bench-tools
 	$(BIN)/python -m devstack.emulators ensure
 	SUMO_K8_REQUIRE_KUBE=1 $(BIN)/python -m pytest -p no:cacheprovider -q tests
 
@@ -41,6 +41,11 @@ test: venv kube-deps bench-tools
 kube-deps:
 	@command -v etcd >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
 	devcluster/build.sh
+
+# What LOCAL_SANDBOX=on runs every local simulation in: bubblewrap, and util-linux's unshare and prlimit.
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
+	@{ command -v unshare && command -v prlimit; } >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null; }
 
 test-kube: venv kube-deps
 	SUMO_K8_REQUIRE_KUBE=1 $(BIN)/python -m pytest -q tests/devcluster tests/kube
@@ -55,7 +60,7 @@ test-unit: venv
 test-storage: venv
 	$(BIN)/python -m pytest -q tests/storage
 
-test-integration: venv
+test-integration: venv sandbox-deps
 	$(BIN)/python -m pytest -q tests/integration
 
 bench: venv bench-tools
