@@ -133,7 +133,7 @@ class LocalRunner:
             except (ObjectNotFound, ScenarioError, OSError) as exc:
                 log.exception("job %s: could not prepare its input", spec.job_id)
                 return StatusEvent(spec.job_id, JobStatus.FAILED, now(), reason=f"could not prepare the input: {exc}")
-            return self._execute(spec, wd, config_path, log_file, slot)
+            return self.execute(spec, wd, config_path, log_file, slot)
         finally:
             slot.release()
 
@@ -162,6 +162,11 @@ class LocalRunner:
         self.store.download_file(spec.input_key, wd.archive)
         scenario = inspect_archive(wd.archive, spec.config_file, self.limits)
         extract_scenario(wd.archive, scenario, wd.run_dir)
+        self.hand_over(wd, slot)
+        return wd.run_dir / scenario.config_file, scenario.log_file
+
+    def hand_over(self, wd: WorkDir, slot: Slot) -> None:
+        """Remember the unpacked inputs (so outputs can be told apart) and give the run its folders."""
         manifest = {}
         for path in wd.run_dir.rglob("*"):
             if path.is_file():
@@ -172,7 +177,6 @@ class LocalRunner:
             self.sandbox.hand_over(wd.run_dir, wd.stats_dir, self.sandbox.uid(slot.index))
         else:
             wd.stats_dir.mkdir()
-        return wd.run_dir / scenario.config_file, scenario.log_file
 
     def _command(self, spec: JobSpec, wd: WorkDir, config_path: Path, log_file: str | None,
                  slot: Slot) -> tuple[list[str], Path, dict, int | None]:
@@ -192,8 +196,9 @@ class LocalRunner:
                                config_folder=config_path.parent.relative_to(wd.run_dir).as_posix(), limits=limits)
         return self.sandbox.command(box, argv), wd.run_dir, CHAIN_ENV, box.uid
 
-    def _execute(self, spec: JobSpec, wd: WorkDir, config_path: Path, log_file: str | None,
-                 slot: Slot) -> StatusEvent:
+    def execute(self, spec: JobSpec, wd: WorkDir, config_path: Path, log_file: str | None,
+                slot: Slot) -> StatusEvent:
+        """Run SUMO on what :meth:`hand_over` gave the run, until it ends or is stopped."""
         command, cwd, env, uid = self._command(spec, wd, config_path, log_file, slot)
         log_out = open(wd.log, "ab", buffering=0)  # opened before the child exists: the pump can always write
         read_end, write_end = os.pipe()
