@@ -13,6 +13,7 @@ import io
 import os
 import re
 import socket
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,13 @@ def corpus(token: str, *, sentinel_dir: Path, port: int) -> list[Hostile]:
                 ("verbose", "step-log.period"), must_fail="MAX_LOG_MB exceeded", env={"MAX_LOG_MB": "1"},
                 timeout=180),
     ]
+
+
+def describe() -> tuple[list[str], dict[str, str]]:
+    """The names of the cases and the settings they need together (for parametrizing; keeps no sentinel)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        cases = corpus("describe", sentinel_dir=Path(scratch), port=1)
+    return [c.name for c in cases], {k: v for c in cases for k, v in c.env.items()}
 
 
 def leaked_paths(token: str, *, roots: list[Path], deep: list[Path], allowed: list[Path]) -> list[Path]:

@@ -20,7 +20,7 @@ from core.domain.states import JobStatus
 from core.executors.local_process import pids_of_uid
 from core.waits import wait_until
 from tests.hostile.raw import run_raw, runner
-from tests.hostile.scenarios import corpus, leaked_paths, listening_socket, secrets_in
+from tests.hostile.scenarios import corpus, describe, leaked_paths, listening_socket, secrets_in
 
 TOKEN = "hx" + uuid.uuid4().hex[:10]
 SECRETS = {"ADMIN_KEY": f"ak-{TOKEN}-admin", "DATABASE_URL": f"postgresql://svc:pw-{TOKEN}@db:5432/sumo",
@@ -59,14 +59,7 @@ def worker_secrets(monkeypatch):
         monkeypatch.setenv(name, value)
 
 
-def _case_names() -> list[str]:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as scratch:
-        return [c.name for c in corpus("names", sentinel_dir=Path(scratch), port=1)]
-
-
-@pytest.mark.parametrize("name", _case_names())
+@pytest.mark.parametrize("name", describe()[0])
 def test_a_hostile_scenario_stays_in_its_sandbox(name, cases, work_root, listener):
     _require_sandbox()
     case = cases[name]
