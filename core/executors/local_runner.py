@@ -209,9 +209,12 @@ class LocalRunner:
         try:
             proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=write_end,
                                     stderr=write_end, start_new_session=True, umask=0o022)
-        except BaseException:
+        except BaseException as exc:
             os.close(read_end)
             log_out.close()
+            if isinstance(exc, OSError):  # a program of the chain gone since startup: the job ends, not stuck
+                log.exception("job %s: could not start sumo", spec.job_id)
+                return StatusEvent(spec.job_id, JobStatus.FAILED, now(), reason=f"could not start sumo: {exc}")
             raise
         finally:
             os.close(write_end)
@@ -251,6 +254,7 @@ class LocalRunner:
         """Wait for the run's end, stopping it on a cancel, at its deadline or past a cap."""
         deadline = time.monotonic() + spec.deadline_seconds
         next_scan = time.monotonic() + OUTPUT_SCAN_SECONDS
+        inputs = json.loads(wd.manifest.read_text())
         while True:
             try:
                 return proc.wait(timeout=POLL_SECONDS), None
@@ -263,17 +267,18 @@ class LocalRunner:
                 outcome = self._failed(spec, wd, f"DeadlineExceeded: the run exceeded its deadline of "
                                                  f"{spec.deadline_seconds}s")
             elif pump.over_cap.is_set() or time.monotonic() >= next_scan:
-                outcome = self._over_a_cap(spec, wd, pump)
+                outcome = self._over_a_cap(spec, wd, pump, inputs)
                 next_scan = time.monotonic() + OUTPUT_SCAN_SECONDS
             if outcome is not None:
                 stop(proc, uid)
                 return proc.wait(), outcome
 
-    def _over_a_cap(self, spec: JobSpec, wd: WorkDir, pump: LogPump) -> StatusEvent | None:
+    def _over_a_cap(self, spec: JobSpec, wd: WorkDir, pump: LogPump, inputs: dict | None = None) -> StatusEvent | None:
         if pump.over_cap.is_set():
             return self._failed(spec, wd, f"MAX_LOG_MB exceeded: the run wrote more than {self.max_log_mb} MB "
                                           "of console output")
-        inputs = json.loads(wd.manifest.read_text())
+        if inputs is None:
+            inputs = json.loads(wd.manifest.read_text())
         if written_bytes([wd.run_dir, wd.stats_dir], inputs) > self.max_output_mb * 2**20:
             return self._failed(spec, wd, f"MAX_OUTPUT_MB exceeded: the run wrote more than {self.max_output_mb} MB")
         return None

@@ -158,3 +158,19 @@ def test_the_checks_catch_an_unconfined_run(cases, tmp_path):
     finally:
         for path in leaks:
             path.unlink(missing_ok=True)
+
+
+def test_a_program_of_the_chain_gone_fails_the_job_instead_of_leaving_it(work_root):
+    import dataclasses
+
+    _require_sandbox()
+    run = runner(work_root)
+    run.sandbox = dataclasses.replace(run.sandbox, tools=dataclasses.replace(run.sandbox.tools,
+                                                                              unshare="/nonexistent/unshare"))
+    with zipfile.ZipFile(Path(__file__).resolve().parents[2] / "test_networks" / "zips" / "square.zip") as zf:
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as out:
+            for info in zf.infolist():
+                out.writestr(info, zf.read(info))
+    result = run_raw(run, archive.getvalue(), "square.sumocfg")
+    assert result.event.status is JobStatus.FAILED and "could not start sumo" in result.event.reason
