@@ -20,7 +20,7 @@ from core.domain.states import JobStatus
 from core.executors.local_process import pids_of_uid
 from core.waits import wait_until
 from tests.hostile.raw import run_raw, runner
-from tests.hostile.scenarios import corpus, describe, leaked_paths, listening_socket, secrets_in
+from tests.hostile.scenarios import ZIPS, corpus, describe, leaked_paths, listening_socket, secrets_in
 
 TOKEN = "hx" + uuid.uuid4().hex[:10]
 SECRETS = {"ADMIN_KEY": f"ak-{TOKEN}-admin", "DATABASE_URL": f"postgresql://svc:pw-{TOKEN}@db:5432/sumo",
@@ -167,10 +167,5 @@ def test_a_program_of_the_chain_gone_fails_the_job_instead_of_leaving_it(work_ro
     run = runner(work_root)
     run.sandbox = dataclasses.replace(run.sandbox, tools=dataclasses.replace(run.sandbox.tools,
                                                                               unshare="/nonexistent/unshare"))
-    with zipfile.ZipFile(Path(__file__).resolve().parents[2] / "test_networks" / "zips" / "square.zip") as zf:
-        archive = io.BytesIO()
-        with zipfile.ZipFile(archive, "w") as out:
-            for info in zf.infolist():
-                out.writestr(info, zf.read(info))
-    result = run_raw(run, archive.getvalue(), "square.sumocfg")
+    result = run_raw(run, (ZIPS / "square.zip").read_bytes(), "square.sumocfg")
     assert result.event.status is JobStatus.FAILED and "could not start sumo" in result.event.reason
