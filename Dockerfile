@@ -2,10 +2,10 @@
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-# bubblewrap and util-linux (unshare, prlimit): the sandbox of local simulations (LOCAL_SANDBOX=on).  The
-# simulations container runs as root (each run drops to a uid of its own) with user namespaces and mounts
-# allowed (e.g. docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt
-# apparmor=unconfined); every other role runs as the unprivileged user below.
+# bubblewrap and util-linux (unshare, prlimit): the sandbox of local simulations (LOCAL_SANDBOX=on).  It needs
+# the simulation workers to run as root (each run drops to a uid of its own) where user namespaces and mounts
+# are allowed: a container engine's default profile forbids both (Docker: --privileged, or CAP_SYS_ADMIN with
+# seccomp, AppArmor and systempaths unconfined), else LOCAL_SANDBOX=off.  Other roles run as the user below.
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap util-linux \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml requirements.lock ./
