@@ -347,7 +347,7 @@ def test_health(api):
 def test_ready(api):
     r = call(api, "GET", "/ready")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+    assert r.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok", "sandbox": "ok"}}
 
 
 def test_metrics(api, pair):
