@@ -20,7 +20,7 @@ from api import threads
 from api.deps import document_security
 from api.limits import BodySizeLimit
 from api.metrics import AccessMetrics
-from api.routes import admin, auth, health, jobs, tenants
+from api.routes import admin, auth, collect, health, jobs, tenants
 from core import gc_policy
 from core.scenario import ScenarioError
 from core.services.errors import ServiceError
@@ -62,7 +62,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Runs Eclipse SUMO scenarios for tenants, on this machine or as Kubernetes Jobs.",
     )
-    routers = [auth.router, jobs.router, tenants.router, admin.router, health.router]
+    routers = [auth.router, jobs.router, tenants.router, admin.router, health.router, collect.router]
     for router in routers:
         app.include_router(router, responses={} if router is health.router else {503: UNAVAILABLE})
     document_security(app, routers)

@@ -13,6 +13,9 @@ import json
 from fastapi import HTTPException
 
 MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the file
+#: Paths whose bodies another limit bounds: a collector pod's result uploads (MAX_OUTPUT_MB, MAX_LOG_MB;
+#: core.services.collect_uploads).
+EXEMPT_PREFIXES = ("/internal/",)
 
 
 class BodySizeLimit:
@@ -23,7 +26,8 @@ class BodySizeLimit:
         self.message = f"upload exceeds MAX_FILE_SIZE_MB ({max_bytes // (1024 * 1024)} MB)"
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") \
+                or scope["path"].startswith(EXEMPT_PREFIXES):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:

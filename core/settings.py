@@ -67,12 +67,12 @@ class Settings(BaseSettings):
         "process limits count per run. Pick a range no account or container on the machine uses; the default lies "
         "above the ranges distributions and container engines hand out, below 2^31."))
     max_output_mb: int = Field(4096, ge=1, description=(
-        "Most a local run may write into its run folder in total (each file counted in whole 4 KiB blocks), also the "
-        "largest single file; past it the run is stopped and FAILED. Room for hours of per-vehicle output (FCD, "
+        "Most a run may write into its run folder in total (each file counted in whole 4 KiB blocks), also the "
+        "largest single file; past it the run is stopped and FAILED, and what fits is collected. Room for hours of per-vehicle output (FCD, "
         "tripinfo, emissions) of a city-scale scenario, more as `.xml.gz`; a run writing more is more likely a "
         "runaway than research."))
-    max_log_mb: int = Field(100, ge=1, description=(
-        "Most console output (the job's log) a local run may produce; past it the log stops growing and the run "
+    max_log_mb: int = Field(256, ge=1, description=(
+        "Most console output (the job's log) a run may produce; past it the log stops growing and the run "
         "is stopped and FAILED. SUMO's console carries progress and warnings, which stay far below this even when "
         "a congested run warns about every teleport; `--no-warnings` or `--no-step-log` shorten it."))
 
@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     storage_class: str = Field("", description="StorageClass of the results PVCs; empty: the cluster default.")
     controller_namespace: str = Field("sumo-k8-system", description="Namespace of the controller itself (the watcher's Lease lives there).")
     watch_resync_seconds: float = Field(30.0, gt=0, description="How often the watcher re-lists everything to catch missed events.")
+    collect_url: str = Field("http://sumo-k8-api.sumo-k8-system.svc", description="Base URL of the API as a collector pod reaches it: it uploads each result file to PUT <COLLECT_URL>/internal/jobs/{id}/files/{name}.")
+    collect_token_secret: str = Field("", description="Key of the per-job upload tokens of collector pods (HMAC-SHA256 of the job id); empty: derived from ADMIN_KEY, so every process that shares ADMIN_KEY agrees.")
 
     # -- results ---------------------------------------------------------------
     result_storage_type: Literal["local", "pvc", "s3", "gcs", "azure"] = Field("local", description="Where inputs, results and logs are kept.")

@@ -74,3 +74,15 @@ sa.Index(
     postgresql_where=jobs.c.status.in_(["ADMITTED", "PENDING", "RUNNING"]),
 )
 sa.Index("ix_jobs_status_submitted", jobs.c.status, jobs.c.submitted_at.desc())
+
+# Files a collector pod uploaded for a job (PUT /internal/jobs/{id}/files/{name}), as the API received them:
+# the worker's collection checks them against the collector's own manifest.  A re-upload replaces its row.
+collected_files = sa.Table(
+    "collected_files",
+    metadata,
+    sa.Column("job_id", UUID(as_uuid=False), sa.ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False),
+)

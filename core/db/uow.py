@@ -13,6 +13,7 @@ import psycopg2.extensions
 import sqlalchemy as sa
 
 from core.db.repository import JobRepository, TenantRepository
+from core.db.uploads import UploadRepository
 from core.unavailable import Unavailable
 
 
@@ -48,6 +49,7 @@ class UnitOfWork:
         self.conn = conn
         self.tenants = TenantRepository(conn)
         self.jobs = JobRepository(conn)
+        self.uploads = UploadRepository(conn)
 
 
 UnitOfWorkFactory = Callable[[], ContextManager[UnitOfWork]]
