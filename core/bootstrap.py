@@ -62,8 +62,10 @@ def _executor_builder(settings: Settings) -> Callable[[Context], Executor]:
 
             return LocalExecutor(settings.work_root, ctx.bus, slot_pool(settings.work_root, settings.local_max_parallel))
         from core.executors.kubernetes import KubernetesExecutor
+        from core.services import collect_uploads
 
-        return KubernetesExecutor(settings, ctx.bus, store=ctx.store, limits=ctx.limits)
+        return KubernetesExecutor(settings, ctx.bus, store=ctx.store, limits=ctx.limits,
+                                  uploads=lambda job_id: collect_uploads.recorded(ctx, job_id))
 
     return build
 

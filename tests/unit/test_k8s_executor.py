@@ -1,9 +1,7 @@
-"""Executor pieces that need no cluster: the input re-pack, the collector output parser and its archive, and
-which API server failures mean "away, try again"."""
+"""Executor pieces that need no cluster: the input re-pack, starts against a fake API, and which API server
+failures mean "away, try again"."""
 from __future__ import annotations
 
-import io
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -14,7 +12,6 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutErr
 
 from core.executors.base import ExecutorUnavailable, JobSpec
 from core.executors.kubernetes.client import api_server
-from core.executors.kubernetes.collection import extract_listed, parse_collector_log
 from core.executors.kubernetes.executor import KubernetesExecutor
 from core.settings import Settings
 from core.storage.local import LocalStore
@@ -66,51 +63,6 @@ def test_a_root_folder_and_ignored_entries_are_stripped(tmp_path):
     with zipfile.ZipFile(BOLOGNA) as zin, zipfile.ZipFile(io.BytesIO(first)) as packed:
         assert sorted(packed.namelist()) == sorted(i.filename for i in zin.infolist() if not i.is_dir())
         assert all(packed.read(n) == zin.read(n) for n in packed.namelist())
-
-
-def test_collector_output_must_be_complete():
-    with pytest.raises(RuntimeError, match="truncated"):
-        parse_collector_log('{"files": {}}\nAAAA\n')
-    with pytest.raises(RuntimeError, match="digest"):
-        parse_collector_log('{"files": {}}\nAAAA\nEND 00\n')
-
-
-def _tar_gz(*members: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for m in members:
-            if isinstance(m, tarfile.TarInfo):
-                tar.addfile(m)
-            else:
-                info = tarfile.TarInfo(m[0])
-                info.size = len(m[1])
-                tar.addfile(info, io.BytesIO(m[1]))
-    return buf.getvalue()
-
-
-def test_only_the_listed_plain_files_of_the_collector_archive_are_written(tmp_path):
-    archive = _tar_gz(("run/out/tripinfos.xml", b"<tripinfos/>"), ("sumo.log", b"log"), ("run/unlisted.txt", b"x"))
-    extract_listed(archive, ["run/out/tripinfos.xml", "sumo.log"], tmp_path)
-    assert (tmp_path / "run/out/tripinfos.xml").read_bytes() == b"<tripinfos/>"
-    assert (tmp_path / "sumo.log").read_bytes() == b"log"
-    assert not (tmp_path / "run/unlisted.txt").exists()
-
-
-@pytest.mark.parametrize("member", [
-    ("../escaped.txt", b"x"),
-    ("/etc/escaped.txt", b"x"),
-    "symlink",
-])
-def test_a_listed_member_that_is_no_plain_file_inside_the_directory_is_refused(tmp_path, member):
-    if member == "symlink":
-        member = tarfile.TarInfo("run/link.xml")
-        member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    name = member.name if isinstance(member, tarfile.TarInfo) else member[0]
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(RuntimeError, match="not a plain file"):
-        extract_listed(_tar_gz(member), [name], out)
-    assert list(tmp_path.rglob("*")) == [out]
 
 
 def _api_error(status: int, reason: str):

@@ -1,13 +1,8 @@
 """The Kubernetes manifests: pure dict builders, checked without a cluster."""
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
-import subprocess
-import sys
-import zipfile
 
 from core.executors.base import JobSpec
 from core.executors.kubernetes import manifests as m
@@ -51,6 +46,28 @@ def test_network_policy_denies_everything():
     assert spec == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
+def test_only_collectors_may_leave_the_namespace_to_the_api_and_dns():
+    policy = m.collector_egress_policy(TENANT, api_namespace="sumo-k8-system", api_port=8000)
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "collector"}}
+    assert spec["policyTypes"] == ["Egress"] and "ingress" not in spec
+    to_api, to_dns = spec["egress"]
+    assert to_api["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "sumo-k8-system"}},
+                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "sumo-k8",
+                                                             "app.kubernetes.io/component": "api"}}}]
+    assert to_api["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert to_dns["to"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
+    assert {(p["protocol"], p["port"]) for p in to_dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    # the API's pods as k8s/controller.yaml labels them
+    import yaml
+    from pathlib import Path
+
+    docs = yaml.safe_load_all((Path(__file__).resolve().parents[2] / "k8s" / "controller.yaml").read_text())
+    api = next(d for d in docs if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "sumo-k8-api")
+    assert to_api["to"][0]["podSelector"]["matchLabels"].items() <= api["spec"]["template"]["metadata"]["labels"].items()
+    assert api["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 8000
+
+
 def test_service_account_does_not_mount_token():
     assert m.service_account(TENANT)["automountServiceAccountToken"] is False
 
@@ -71,7 +88,7 @@ def test_chunks_stay_below_one_mib_and_rejoin():
 
 def _job():
     return m.simulation_job(SPEC, image="img", config_file="sub/run.sumocfg", log_file="sub/sumo.txt", chunks=2,
-                            backoff_limit=0, ttl_seconds=120)
+                            backoff_limit=0, ttl_seconds=120, max_output_mb=2048, max_log_mb=256)
 
 
 def test_job_is_suspended_and_bounded():
@@ -90,47 +107,37 @@ def test_pod_security_and_resources():
     assert pod["restartPolicy"] == "Never" and pod["serviceAccountName"] == "sumo-runner"
     assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsNonRoot"] is True
     for c in pod["containers"] + pod["initContainers"]:
-        assert c["resources"]["requests"] == c["resources"]["limits"] == {"cpu": "2", "memory": "3Gi"}
+        requests, limits = c["resources"]["requests"], c["resources"]["limits"]
+        assert {k: requests[k] for k in ("cpu", "memory")} == {k: limits[k] for k in ("cpu", "memory")} \
+            == {"cpu": "2", "memory": "3Gi"}
+        assert requests["ephemeral-storage"] and limits["ephemeral-storage"] == "512Mi"
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
         assert c["command"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["results"]["persistentVolumeClaim"]["claimName"] == m.RESULTS_PVC
     assert volumes["input-1"]["configMap"]["name"] == "sumo-0b9c-input-1"
+    assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "256Mi"}
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-    assert env == {"JOB_DIR": "/results/0b9c", "CHUNKS": "2", "CONFIG": "sub/run.sumocfg", "LOG_FILE": "sub/sumo.txt"}
+    assert env == {"JOB_DIR": "/results/0b9c", "CHUNKS": "2", "CONFIG": "sub/run.sumocfg", "LOG_FILE": "sub/sumo.txt",
+                   "MAX_OUTPUT_MB": "2048", "MAX_LOG_MB": "256"}
+    main = pod["containers"][0]
+    assert (main["terminationMessagePath"], main["terminationMessagePolicy"]) == ("/dev/termination-log", "File")
+    assert main["command"][:2] == ["python3", "-c"]
 
 
-def test_unpack_and_collect_scripts_round_trip(tmp_path):
-    """Run the init and collector scripts locally: inputs skipped, outputs and log returned."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("sub/run.sumocfg", "<c/>")
-        zf.writestr("sub/net.xml", "<net/>")
-    parts = m.chunk(buf.getvalue(), 100)
-    for n, part in enumerate(parts):
-        (tmp_path / "input" / str(n)).mkdir(parents=True)
-        (tmp_path / "input" / str(n) / "part").write_bytes(part)
-    jd = tmp_path / "results" / "0b9c"
-    script = m.UNPACK_SCRIPT.replace('"/input/%d/part"', repr(str(tmp_path) + "/input/%d/part"))
-    env = {**os.environ, "JOB_DIR": str(jd), "CHUNKS": str(len(parts))}
-    subprocess.run([sys.executable, "-c", script], env=env, check=True)
-    assert (jd / "run/sub/net.xml").read_text() == "<net/>"
-    (jd / "run/sub/out.xml").write_text("<out/>")
-    (jd / "sumo.log").write_text("hello\n")
-    out = subprocess.run([sys.executable, "-c", m.COLLECT_SCRIPT], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    from core.executors.kubernetes.collection import parse_collector_log
-
-    header, raw = parse_collector_log(out)
-    assert set(header) == {"run/sub/out.xml", "sumo.log"}
-    assert base64.b64encode(raw)
-
-
-def test_collector_and_cleanup_are_not_simulations():
-    c = m.collector_pod(SPEC, image="img")
+def test_helper_pods_are_small_and_bounded():
+    c = m.collector_pod(SPEC, image="img", collect_url="http://api:8000", token="t" * 64, max_output_mb=10, max_log_mb=5)
     assert c["metadata"]["labels"]["app.kubernetes.io/component"] == "collector"
-    assert c["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] is True
+    container = c["spec"]["containers"][0]
+    assert container["volumeMounts"][0]["readOnly"] is True
+    assert container["resources"]["limits"] == {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "64Mi"}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["COLLECT_URL"] == "http://api:8000" and env["COLLECT_TOKEN"] == "t" * 64 and env["JOB_ID"] == "0b9c"
+    assert (env["MAX_OUTPUT_MB"], env["MAX_LOG_MB"]) == ("10", "5")
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}} in c["spec"]["volumes"]
+    assert c["spec"]["activeDeadlineSeconds"] == m.COLLECTOR_DEADLINE_SECONDS
     rm = m.cleanup_job(SPEC, image="img", ttl_seconds=60)
     assert rm["spec"]["template"]["spec"]["containers"][0]["command"] == ["rm", "-rf", "/results/0b9c"]
+    assert rm["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["ephemeral-storage"] == "64Mi"
     assert rm["metadata"]["labels"]["app.kubernetes.io/component"] == "cleanup"

@@ -117,3 +117,15 @@ def test_run_started_at_falls_back_to_job_start_only_when_it_succeeded():
     failed = job(cond("Failed", "DeadlineExceeded"))
     failed["status"]["startTime"] = "2026-01-01T00:00:07Z"
     assert t.run_started_at(failed, []) is None
+
+
+def test_a_run_stopped_at_a_cap_fails_with_its_termination_message_first():
+    stopped = [{"name": "sumo", "state": {"terminated": {
+        "exitCode": 3, "message": "MAX_OUTPUT_MB: the run wrote more than 2048 MB into its run directory; it was stopped\n"}}}]
+    ev = t.translate_job(job(cond("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")),
+                         [pod("Failed", containerStatuses=stopped)])
+    assert ev.status is JobStatus.FAILED and ev.exit_code == 3
+    assert ev.reason == ("MAX_OUTPUT_MB: the run wrote more than 2048 MB into its run directory; it was stopped "
+                         "(BackoffLimitExceeded: Job has reached the specified backoff limit (sumo exited with code 3))")
+    plain = t.translate_job(job(cond("Failed", "BackoffLimitExceeded")), [pod("Failed", containerStatuses=terminated(1))])
+    assert plain.reason == "BackoffLimitExceeded (sumo exited with code 1)"  # no message: as before

@@ -1,69 +1,87 @@
 """Bringing a finished job's outputs from the tenant's PVC into the result store, and clearing them after.
 
-``collect`` runs a short-lived collector pod mounting the tenant PVC that
-prints a base64 tar.gz of the job's outputs, log and statistics to its log;
-the tar's digest and each file's sha256 are checked before upload.
-Repeating it re-runs (or re-reads) the collector.  A collector pod that
-Kubernetes cannot start (no room on any node, an image it cannot pull) is not
-waited for on a worker thread: :class:`CannotCollectYet`, and the sweeper's
-re-sends try again.  ``release`` starts a cleanup Job removing
-``/results/<job_id>`` (it deletes itself through its TTL).
+``collect`` runs a short-lived collector pod that mounts the tenant's PVC read-only and uploads each file
+itself, streamed, to the API (``PUT <COLLECT_URL>/internal/jobs/{id}/files/{name}`` with the job's token,
+core.collect_tokens); the API stores it and records its size and sha256 (core.services.collect_uploads).  The
+pod's log ends with one manifest line of what it sent.  So nothing of the outputs passes through this process,
+and nothing depends on the pod log being complete (the kubelet rotates it): ``collect`` waits for the pod to
+succeed, checks its manifest against what the API recorded (:func:`cross_check`), and reads the statistics
+back from the store (bounded) for the KPIs.  Repeating it re-reads (or re-runs) the collector; a re-upload
+replaces what was received.
+
+A collector pod that Kubernetes cannot start (no room on any node, an image it cannot pull) is not waited for
+on a worker thread: :class:`CannotCollectYet`, and the sweeper's re-sends try again.  ``release`` starts a
+cleanup Job removing ``/results/<job_id>`` (it deletes itself through its TTL).
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
-import shutil
-import tarfile
-import tempfile
-from pathlib import Path
+import logging
+import re
 from typing import Callable
 
+from core.collect_tokens import NoTokenKey, job_token, token_key
 from core.executors.base import LOG_NAME, STATISTICS_NAME, CannotCollectYet, CollectedResults, JobSpec
 from core.executors.kubernetes import manifests as m
-from core.executors.kubernetes.client import Kube, allowing
+from core.executors.kubernetes.client import READ_TIMEOUT, Kube, allowing
+from core.executors.kubernetes.pod_scripts import MANIFEST_PREFIX
 from core.executors.kubernetes.translate import pending_reason
 from core.scenario.paths import normalize_entry_name
-from core.storage.base import ObjectStore
+from core.storage.base import ObjectNotFound, ObjectStore
 from core.waits import wait_until
 
-COLLECT_TIMEOUT = 300.0
+log = logging.getLogger(__name__)
+START_TIMEOUT = 300.0
+#: Most bytes of the collector's log read back: its manifest line and little else.
+LOG_LIMIT = 2 * m.COLLECT_MAX_MANIFEST_BYTES
+#: Statistics larger than this are not parsed for KPIs (SUMO's are a few KiB).
+MAX_STATISTICS_BYTES = 8 * 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CollectionMismatch(RuntimeError):
+    """The collector's manifest and what the API recorded disagree (or the manifest is missing)."""
 
 
 class Collector:
-    def __init__(self, kube: Kube, settings, create_quota_aware: Callable) -> None:
+    def __init__(self, kube: Kube, settings, create_quota_aware: Callable,
+                 uploads: Callable[[str], dict[str, dict]] | None) -> None:
         self.kube, self.settings = kube, settings
         self._create_quota_aware = create_quota_aware
+        self._uploads = uploads
 
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
-        text = self._run_collector(spec)
-        header, tar_bytes = parse_collector_log(text)
-        files: list[dict] = []
-        statistics, log_archived = None, False
-        with tempfile.TemporaryDirectory(prefix="sumo-k8-collect-") as tmp:
-            extract_listed(tar_bytes, header, Path(tmp))
-            ordered = sorted(n for n in header if n.startswith("run/")) + \
-                [n for n in (STATISTICS_NAME, LOG_NAME) if n in header]
-            for member in ordered:
-                path = Path(tmp) / member
-                if not path.is_file():
-                    raise RuntimeError(f"job {spec.job_id}: {member} is listed but missing from the collector's archive")
-                digest = _sha256(path)
-                if digest != header[member]:
-                    raise RuntimeError(f"job {spec.job_id}: {member} arrived corrupted (sha256 mismatch)")
-                name = member[4:] if member.startswith("run/") else member
-                store.put_file(spec.result_prefix + name, path)
-                files.append({"name": name, "size": path.stat().st_size, "sha256": digest})
-                if member == STATISTICS_NAME:
-                    statistics = path.read_bytes()
-                log_archived = log_archived or member == LOG_NAME
-        allowing(self.kube.core.delete_namespaced_pod, m.collector_name(spec.job_id), spec.namespace,
-                 grace_period_seconds=0, allow=(404,))
-        return CollectedResults(files=files, statistics=statistics, log_archived=log_archived)
+        if self._uploads is None:
+            raise RuntimeError("this executor was built without the API's record of uploads (core.bootstrap)")
+        core, ns, name = self.kube.core, spec.namespace, m.collector_name(spec.job_id)
+        phase = self._run_collector(spec)
+        text = self._log(spec)
+        try:
+            if phase != "Succeeded":
+                raise RuntimeError(f"collector pod {ns}/{name} failed: {text[-2000:].strip() or phase}")
+            manifest = parse_manifest(text)
+            files = cross_check(manifest["files"], self._uploads(spec.job_id))
+        except RuntimeError:
+            # The next attempt runs a new collector, which uploads again (a re-upload replaces).
+            allowing(core.delete_namespaced_pod, name, ns, grace_period_seconds=0, allow=(404,))
+            raise
+        if manifest["skipped_count"]:
+            log.warning("job %s: the collector left %d file(s) out: %s", spec.job_id, manifest["skipped_count"],
+                        manifest["skipped"][:10])
+        names = {f["name"] for f in files}
+        statistics = read_bounded(store, spec.result_prefix + STATISTICS_NAME, MAX_STATISTICS_BYTES) \
+            if STATISTICS_NAME in names else None
+        allowing(core.delete_namespaced_pod, name, ns, grace_period_seconds=0, allow=(404,))
+        return CollectedResults(files=files, statistics=statistics, log_archived=LOG_NAME in names)
+
+    def _token(self, spec: JobSpec) -> str:
+        try:
+            return job_token(token_key(self.settings.collect_token_secret, self.settings.admin_key), spec.job_id)
+        except NoTokenKey as exc:
+            raise RuntimeError(f"job {spec.job_id}: cannot collect: {exc}") from None
 
     def _run_collector(self, spec: JobSpec) -> str:
+        """Start the collector pod unless it exists; its phase once it ended (Succeeded or Failed)."""
         core, ns, name = self.kube.core, spec.namespace, m.collector_name(spec.job_id)
         pod = allowing(core.read_namespaced_pod, name, ns, allow=(404,))
         if pod is not None and pod.status.phase == "Failed":
@@ -72,8 +90,10 @@ class Collector:
                        f"old collector {name} gone", interval=0.2, backoff=1.5)
             pod = None
         if pod is None:
-            self._create_quota_aware(spec, core.create_namespaced_pod,
-                                     m.collector_pod(spec, image=self.settings.sumo_image), report=False)
+            s = self.settings
+            body = m.collector_pod(spec, image=s.sumo_image, collect_url=s.collect_url, token=self._token(spec),
+                                   max_output_mb=s.max_output_mb, max_log_mb=s.max_log_mb)
+            self._create_quota_aware(spec, core.create_namespaced_pod, body, report=False)
 
         def phase_past(*phases):
             def check():
@@ -85,16 +105,19 @@ class Collector:
                 return p.status.phase if p is not None and p.status.phase not in phases else None
             return check
 
-        wait_until(phase_past("Pending"), COLLECT_TIMEOUT, f"collector pod {ns}/{name} started",
+        wait_until(phase_past("Pending"), START_TIMEOUT, f"collector pod {ns}/{name} started",
                    interval=0.2, backoff=1.5)
-        # Follow the log while it is written: the kubelet's follow survives its log rotation.
-        text = core.read_namespaced_pod_log(name, ns, follow=True, _preload_content=False,
-                                            _request_timeout=COLLECT_TIMEOUT).data.decode()
-        phase = wait_until(phase_past("Pending", "Running"), COLLECT_TIMEOUT, f"collector pod {ns}/{name} finished",
-                           interval=0.2, backoff=1.5)
-        if phase != "Succeeded":
-            raise RuntimeError(f"collector pod {name} failed: {text[-2000:]}")
-        return text
+        return wait_until(phase_past("Pending", "Running"), m.COLLECTOR_DEADLINE_SECONDS + 60,
+                          f"collector pod {ns}/{name} finished", interval=0.2, backoff=1.5)
+
+    def _log(self, spec: JobSpec) -> str:
+        resp = self.kube.core.read_namespaced_pod_log(
+            m.collector_name(spec.job_id), spec.namespace, container="collect", limit_bytes=LOG_LIMIT,
+            _preload_content=False, _request_timeout=READ_TIMEOUT)
+        try:
+            return resp.data.decode("utf-8", errors="replace")
+        finally:
+            resp.release_conn()
 
     def release(self, spec: JobSpec) -> None:
         """Delete ``/results/<job_id>`` through a self-deleting cleanup Job (fire and forget)."""
@@ -103,41 +126,48 @@ class Collector:
         allowing(self.kube.batch.create_namespaced_job, spec.namespace, body)
 
 
-def parse_collector_log(text: str) -> tuple[dict, bytes]:
-    """Split the collector's output into its header ({name: sha256}) and the verified tar.gz bytes."""
-    lines = text.rstrip("\n").split("\n")
-    if len(lines) < 2 or not lines[-1].startswith("END "):
-        raise RuntimeError("collector output is truncated")
-    header = json.loads(lines[0])["files"]
-    raw = base64.b64decode("".join(lines[1:-1]))
-    if hashlib.sha256(raw).hexdigest() != lines[-1][4:].strip():
-        raise RuntimeError("collector output is corrupted (archive digest mismatch)")
-    return header, raw
+def parse_manifest(text: str) -> dict:
+    """The collector's manifest (its last line starting with ``SUMO-K8-MANIFEST``): ``files`` as
+    [{name, size, sha256}] (outputs first, then the statistics and the log), what it left out and why."""
+    line = next((ln for ln in reversed(text.splitlines()) if ln.startswith(MANIFEST_PREFIX)), None)
+    if line is None:
+        raise CollectionMismatch("the collector's log ends without its manifest")
+    try:
+        data = json.loads(line[len(MANIFEST_PREFIX):])
+        entries = [(str(n), int(s), str(h)) for n, s, h in data["files"]]
+        skipped, count = list(data.get("skipped") or []), int(data.get("skipped_count") or 0)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CollectionMismatch(f"the collector's manifest cannot be read: {exc}") from None
+    files = []
+    for name, size, digest in entries:
+        if normalize_entry_name(name) != name or name.endswith("/") or size < 0 or not _SHA256.match(digest):
+            raise CollectionMismatch(f"the collector's manifest names {name!r} ({size} bytes, sha256 {digest!r})")
+        files.append({"name": name, "size": size, "sha256": digest})
+    own = {STATISTICS_NAME: 1, LOG_NAME: 2}
+    files.sort(key=lambda f: own.get(f["name"], 0))  # stable: the outputs keep the collector's order
+    return {"files": files, "skipped": skipped, "skipped_count": count, "max_rss_kib": data.get("max_rss_kib")}
 
 
-def extract_listed(tar_gz: bytes, names, into: Path) -> None:
-    """Write the regular files of the collector's archive that its header lists under ``into``.
-
-    Member by member rather than ``extractall``: only listed regular files with safe relative
-    names are written (no links, devices, absolute paths or ``..``).  ``extractall(filter="data")``
-    would check the same, but only from Python 3.11.4 on.
-    """
-    wanted = set(names)
-    with tarfile.open(fileobj=io.BytesIO(tar_gz), mode="r:gz") as tar:
-        for member in tar:
-            if member.name not in wanted:
-                continue
-            if not member.isfile() or normalize_entry_name(member.name) != member.name:
-                raise RuntimeError(f"collector archive: {member.name!r} is not a plain file inside the job's directory")
-            target = into.joinpath(*member.name.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+def cross_check(files: list[dict], recorded: dict[str, dict]) -> list[dict]:
+    """``files`` (the collector's manifest) when the API recorded each with the same size and sha256."""
+    for f in files:
+        got = recorded.get(f["name"])
+        if got is None:
+            raise CollectionMismatch(f"{f['name']}: in the collector's manifest, but the API recorded no upload of it")
+        if (got["size"], got["sha256"]) != (f["size"], f["sha256"]):
+            raise CollectionMismatch(f"{f['name']}: the collector sent {f['size']} bytes (sha256 {f['sha256']}), "
+                                     f"the API received {got['size']} bytes (sha256 {got['sha256']})")
+    return files
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+def read_bounded(store: ObjectStore, key: str, limit: int) -> bytes | None:
+    """The object's bytes if it holds at most ``limit`` of them, else None (never more than that in memory)."""
+    out = bytearray()
+    try:
+        for chunk in store.iter_bytes(key, chunk_size=min(limit, 1 << 20)):
+            out += chunk
+            if len(out) > limit:
+                return None
+    except ObjectNotFound:
+        raise CollectionMismatch(f"{key} was recorded but is not in the result store") from None
+    return bytes(out)

@@ -4,21 +4,24 @@ The executor only routes each call to the module that owns it:
 
 * tenants: :mod:`.tenant_objects` (Namespace, quota, limits, NetworkPolicy, ServiceAccount, PVC);
 * starts: :mod:`.job_start` (the Job, then its input ConfigMaps);
-* results: :mod:`.collection` (a collector pod reads the PVC back; a cleanup Job clears it);
+* results: :mod:`.collection` (a collector pod uploads the PVC's files to the API; a cleanup Job clears them);
 * status: :mod:`.watcher` (a separate process), translated by :mod:`.translate`;
 * the API server itself: :mod:`.client` (timeouts, normal outcomes, "away").
 
 Cancelling deletes the Job (its pods and ConfigMaps go with it); the live log
-is the sumo container's log through the API server.
+is the sumo container's log through the API server, read by timestamp (:mod:`.pod_log`).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from core.domain.states import StatusEvent
-from core.executors.base import CollectedResults, Executor, JobSpec
+from core.executors.base import CollectedResults, Executor, JobSpec, LogPosition
 from core.executors.kubernetes import manifests as m
+from core.executors.kubernetes import pod_log
 from core.executors.kubernetes.client import READ_TIMEOUT, Kube, allowing, api_client_from, api_server
 from core.executors.kubernetes.collection import Collector
 from core.executors.kubernetes.job_start import JobStarter
@@ -31,14 +34,17 @@ class KubernetesExecutor(Executor):
     name = "kubernetes"
 
     def __init__(self, settings, bus=None, *, limits: ArchiveLimits, store: ObjectStore | None = None,
-                 api: client.ApiClient | None = None, publish=None) -> None:
+                 api: client.ApiClient | None = None, publish=None,
+                 uploads: Callable[[str], dict[str, dict]] | None = None) -> None:
+        """``uploads(job_id)``: the files the API received from the job's collector pod (core.services.collect_uploads),
+        which :meth:`collect` checks against the collector's manifest."""
         self.settings = settings
         self._store = store
         self.kube = Kube(api or api_client_from(settings))
         self._publish = publish or (bus.publish_status if bus is not None else None)
         self.tenants = TenantObjects(self.kube, settings)
         self.starter = JobStarter(self.kube, settings, limits, self.tenants, lambda: self.store, self.publish)
-        self.collector = Collector(self.kube, settings, self.starter.create_quota_aware)
+        self.collector = Collector(self.kube, settings, self.starter.create_quota_aware, uploads)
 
     @property
     def store(self) -> ObjectStore:
@@ -68,21 +74,48 @@ class KubernetesExecutor(Executor):
         items = pods.items if pods else []
         return max(items, key=lambda p: p.metadata.creation_timestamp, default=None)
 
-    def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
-        """Bytes ``start:start+limit`` of the sumo container's log (read up to ``start+limit``)."""
+    def _live_pod(self, spec: JobSpec) -> str | None:
+        pod = self._job_pod(spec, _request_timeout=READ_TIMEOUT)
+        return None if pod is None else pod.metadata.name
+
+    def _pod_log(self, spec: JobSpec, read, **query):
+        """``read(chunks)`` of the sumo container's log; None when there is none (not started yet, or gone)."""
         with api_server():
-            pod = self._job_pod(spec, _request_timeout=READ_TIMEOUT)
+            pod = self._live_pod(spec)
             if pod is None:
                 return None
             try:
-                resp = self.kube.core.read_namespaced_pod_log(
-                    pod.metadata.name, spec.namespace, container=m.MAIN_CONTAINER, limit_bytes=max(1, start + limit),
-                    _preload_content=False, _request_timeout=READ_TIMEOUT)
+                chunks = pod_log.request(self.kube, spec.namespace, pod, READ_TIMEOUT, container=m.MAIN_CONTAINER,
+                                         **query)
             except ApiException as exc:
                 if exc.status in (400, 404):  # not started yet, or gone
                     return None
                 raise
-            return resp.data[start:start + limit]
+            try:
+                return read(chunks)
+            finally:
+                chunks.close()
+
+    def read_live_log(self, spec: JobSpec, start: int, limit: int) -> bytes | None:
+        """Bytes ``start:start+limit`` of the sumo container's current log file (the kubelet's rotation drops
+        the older ones: see :meth:`read_live_log_from`), holding ``limit`` of them."""
+        return self._pod_log(spec, lambda chunks: pod_log.skip_then_read(chunks, start, limit),
+                             limitBytes=max(1, start + limit))
+
+    def read_live_log_from(self, spec: JobSpec, position: LogPosition, limit: int) -> tuple[bytes, LogPosition] | None:
+        """The lines after ``position``'s mark (the last delivered line's timestamp, :mod:`.pod_log`), read from
+        that line's second on: neither from the start of the log nor dependent on the kubelet's rotation."""
+        mark = pod_log.Mark.parse(position.mark) if position.mark else None
+        got = self._pod_log(spec, lambda chunks: pod_log.after(chunks, mark, limit), timestamps=True,
+                            sinceTime=mark.since_time() if mark else None)
+        if got is None:
+            return None
+        data, new = got
+        return data, LogPosition(position.offset + len(data), new.token() if new else position.mark)
+
+    def tail_live_log(self, spec: JobSpec, lines: int, max_bytes: int) -> bytes | None:
+        """The last ``lines`` lines (``tailLines``: the kubelet reads them from the end), at most ``max_bytes``."""
+        return self._pod_log(spec, lambda chunks: pod_log.tail(chunks, max_bytes), tailLines=max(1, lines))
 
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
         return self.collector.collect(spec, store)

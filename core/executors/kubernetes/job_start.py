@@ -58,7 +58,8 @@ class JobStarter:
         parts = m.chunk(archive)
         body = m.simulation_job(spec, image=self.settings.sumo_image, config_file=config_file, log_file=log_file,
                                 chunks=len(parts), backoff_limit=self.settings.job_backoff_limit,
-                                ttl_seconds=self.settings.job_ttl_seconds, suspend=False)
+                                ttl_seconds=self.settings.job_ttl_seconds, max_output_mb=self.settings.max_output_mb,
+                                max_log_mb=self.settings.max_log_mb, suspend=False)
         try:
             job = json_body(self.kube.batch.create_namespaced_job(ns, body, _preload_content=False))
         except ApiException as exc:

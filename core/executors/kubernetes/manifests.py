@@ -7,7 +7,7 @@ unit-tested (``tests/unit/test_k8s_manifests.py``).
 Layout of a job on the tenant's results PVC (mounted at ``/results``)::
 
     /results/<job_id>/run/...                 the scenario, unpacked; SUMO runs here
-    /results/<job_id>/inputs.json             {relative path: sha256} of the unpacked inputs
+    /results/<job_id>/inputs.json             {relative path: {sha256, size}} of the unpacked inputs
     /results/<job_id>/sumo.log                SUMO's console output (tee'd; also the pod log)
     /results/<job_id>/sumo-statistics.xml     --statistic-output
 
@@ -19,10 +19,18 @@ container joins and unzips straight into the run directory on the PVC.
 beside its inputs so relative output paths land on the PVC, so the copy would
 only double the I/O; the emptyDir is used for ``/tmp`` instead, which the
 read-only root filesystem needs.)
+
+What the pods run is in :mod:`.pod_scripts`.  Results leave the PVC through the
+collector pod, which uploads each file to the API (``COLLECT_URL``); the
+tenant's NetworkPolicies deny all traffic but that (and DNS) from collectors.
 """
 from __future__ import annotations
 
 import math
+
+from core.executors.kubernetes.pod_scripts import COLLECT_SCRIPT, RUN_SCRIPT, UNPACK_SCRIPT
+
+__all__ = ["COLLECT_SCRIPT", "RUN_SCRIPT", "UNPACK_SCRIPT"]  # re-exported: each pod's program, next to its pod
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "sumo-k8"
@@ -45,6 +53,17 @@ CHUNK_BYTES = 700 * 1024
 RUN_AS = 1000
 #: Requests = limits of one helper pod (a job's collector, then its cleanup Job's pod).
 HELPER_CPU_M, HELPER_MEM_MI = 50, 64
+#: Local disk: the size of /tmp (an emptyDir) and each container's ephemeral-storage (request, limit), which
+#: covers /tmp and the container's log files (the kubelet keeps a few rotated files of containerLogMaxSize).
+SIM_TMP, SIM_EPHEMERAL = "256Mi", ("64Mi", "512Mi")
+HELPER_TMP, HELPER_EPHEMERAL = "16Mi", ("64Mi", "64Mi")
+#: A collector pod has this long to upload a job's files.
+COLLECTOR_DEADLINE_SECONDS = 1800
+#: A collector uploads at most this many files of a run, and its manifest line stays below this size (the
+#: worker reads it from the pod log, which the kubelet rotates at containerLogMaxSize, 10 MiB by default).
+COLLECT_MAX_FILES, COLLECT_MAX_MANIFEST_BYTES = 10_000, 4 * 1024 * 1024
+TERMINATION_LOG = "/dev/termination-log"
+API_LABELS = {"app.kubernetes.io/name": "sumo-k8", COMPONENT: "api"}  # the API's pods (k8s/controller.yaml)
 
 
 def helper_headroom(max_concurrent_jobs: int) -> tuple[int, int, int]:
@@ -143,6 +162,23 @@ def network_policy(tenant: dict) -> dict:
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
 
 
+def collector_egress_policy(tenant: dict, *, api_namespace: str, api_port: int) -> dict:
+    """The one way out of a tenant's namespace: collector pods to the API's pods on its port, and to the
+    cluster DNS (kube-system's kube-dns) to resolve COLLECT_URL.  Policies add up, so the deny-all stays.
+    (The dev cluster's node agent enforces no NetworkPolicy: tests check this object, not its effect.)"""
+    to_api = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": api_namespace}},
+                      "podSelector": {"matchLabels": dict(API_LABELS)}}]}
+    if api_port > 0:
+        to_api["ports"] = [{"protocol": "TCP", "port": api_port}]
+    to_dns = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                      "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+              "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "sumo-collector-egress", "labels": labels(tenant["tenant_id"])},
+            "spec": {"podSelector": {"matchLabels": {COMPONENT: COLLECTOR}}, "policyTypes": ["Egress"],
+                     "egress": [to_api, to_dns]}}
+
+
 def service_account(tenant: dict) -> dict:
     return {"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": {"name": RUNNER_SA, "labels": labels(tenant["tenant_id"])},
@@ -160,20 +196,21 @@ def _pod_security() -> dict:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _resources(cpu: str, memory: str) -> dict:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+def _resources(cpu: str, memory: str, ephemeral: tuple[str, str]) -> dict:
+    return {"requests": {"cpu": cpu, "memory": memory, "ephemeral-storage": ephemeral[0]},
+            "limits": {"cpu": cpu, "memory": memory, "ephemeral-storage": ephemeral[1]}}
 
 
 def _helper_resources() -> dict:
-    return _resources(f"{HELPER_CPU_M}m", f"{HELPER_MEM_MI}Mi")
+    return _resources(f"{HELPER_CPU_M}m", f"{HELPER_MEM_MI}Mi", HELPER_EPHEMERAL)
 
 
-def _pod_spec(containers: list[dict], volumes: list[dict], **extra) -> dict:
+def _pod_spec(containers: list[dict], volumes: list[dict], tmp_size: str = HELPER_TMP, **extra) -> dict:
     return {"restartPolicy": "Never", "serviceAccountName": RUNNER_SA,
             "automountServiceAccountToken": False, "enableServiceLinks": False,
             "securityContext": _pod_security(), "containers": containers,
             "volumes": [{"name": "results", "persistentVolumeClaim": {"claimName": RESULTS_PVC}},
-                        {"name": "tmp", "emptyDir": {}}, *volumes], **extra}
+                        {"name": "tmp", "emptyDir": {"sizeLimit": tmp_size}}, *volumes], **extra}
 
 
 def _mounts(read_only_results: bool = False) -> list[dict]:
@@ -182,34 +219,6 @@ def _mounts(read_only_results: bool = False) -> list[dict]:
 
 
 # -- per job ------------------------------------------------------------------------------------
-#: Init container: join the input chunks, unzip into the run dir (afresh on a retry), record input digests.
-UNPACK_SCRIPT = """\
-import hashlib, io, json, os, shutil, zipfile
-d = os.environ["JOB_DIR"]; run = d + "/run"
-shutil.rmtree(d, ignore_errors=True); os.makedirs(run)
-zf = zipfile.ZipFile(io.BytesIO(b"".join(
-    open("/input/%d/part" % i, "rb").read() for i in range(int(os.environ["CHUNKS"])))))
-digests = {}
-for info in zf.infolist():
-    if info.is_dir(): continue
-    body = zf.read(info); path = os.path.join(run, info.filename)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    open(path, "wb").write(body); digests[info.filename] = hashlib.sha256(body).hexdigest()
-json.dump(digests, open(d + "/inputs.json", "w"))
-"""
-
-#: Main container: SUMO in the config's directory; console to the pod log and sumo.log; exit code kept.
-RUN_SCRIPT = """\
-cd "$JOB_DIR/run/$(dirname "$CONFIG")" || exit 1
-set -- sumo -c "$(basename "$CONFIG")" --statistic-output "$JOB_DIR/sumo-statistics.xml" --duration-log.statistics true
-[ -n "$LOG_FILE" ] && set -- "$@" --log /dev/stdout
-{ "$@" 2>&1; echo $? > "$JOB_DIR/.exit-code"; } | tee "$JOB_DIR/sumo.log"
-code=$(cat "$JOB_DIR/.exit-code" 2>/dev/null || echo 1)
-[ -n "$LOG_FILE" ] && cp "$JOB_DIR/sumo.log" "$JOB_DIR/run/$LOG_FILE"
-exit "$code"
-"""
-
-
 def input_configmaps(spec, parts: list[bytes], owner_uid: str) -> list[dict]:
     """One ConfigMap per chunk, owned by the Job so they are deleted with it (never orphaned)."""
     import base64
@@ -226,19 +235,23 @@ def input_configmaps(spec, parts: list[bytes], owner_uid: str) -> list[dict]:
 
 
 def simulation_job(spec, *, image: str, config_file: str, log_file: str | None, chunks: int,
-                   backoff_limit: int, ttl_seconds: int, suspend: bool = True) -> dict:
+                   backoff_limit: int, ttl_seconds: int, max_output_mb: int, max_log_mb: int,
+                   suspend: bool = True) -> dict:
     """The Job running SUMO for ``spec``.  ``suspend`` keeps it from creating pods; the executor creates it
-    running and its input ConfigMaps right after (its pod waits for those volumes, as a kubelet does)."""
+    running and its input ConfigMaps right after (its pod waits for those volumes, as a kubelet does).
+    A run past ``max_output_mb`` or ``max_log_mb`` is stopped; its termination message names the setting."""
     lab = labels(spec.tenant_id, spec.job_id, SIMULATION)
     env = [{"name": "JOB_DIR", "value": job_dir(spec.job_id)}, {"name": "CHUNKS", "value": str(chunks)},
-           {"name": "CONFIG", "value": config_file}, {"name": "LOG_FILE", "value": log_file or ""}]
-    res = _resources(str(spec.cpu_request), f"{spec.memory_gi}Gi")
+           {"name": "CONFIG", "value": config_file}, {"name": "LOG_FILE", "value": log_file or ""},
+           {"name": "MAX_OUTPUT_MB", "value": str(max_output_mb)}, {"name": "MAX_LOG_MB", "value": str(max_log_mb)}]
+    res = _resources(str(spec.cpu_request), f"{spec.memory_gi}Gi", SIM_EPHEMERAL)
     init = {"name": INIT_CONTAINER, "image": image, "command": ["python3", "-c", UNPACK_SCRIPT],
             "env": env, "resources": res, "securityContext": _container_security(),
             "volumeMounts": _mounts() + [{"name": f"input-{n}", "mountPath": f"/input/{n}", "readOnly": True}
                                          for n in range(chunks)]}
-    main = {"name": MAIN_CONTAINER, "image": image, "command": ["sh", "-c", RUN_SCRIPT],
+    main = {"name": MAIN_CONTAINER, "image": image, "command": ["python3", "-c", RUN_SCRIPT],
             "env": env, "resources": res, "securityContext": _container_security(),
+            "terminationMessagePath": TERMINATION_LOG, "terminationMessagePolicy": "File",
             "volumeMounts": _mounts()}
     volumes = [{"name": f"input-{n}", "configMap": {"name": configmap_name(spec.job_id, n)}}
                for n in range(chunks)]
@@ -248,46 +261,23 @@ def simulation_job(spec, *, image: str, config_file: str, log_file: str | None, 
                      "activeDeadlineSeconds": int(spec.deadline_seconds),
                      "ttlSecondsAfterFinished": ttl_seconds,
                      "template": {"metadata": {"labels": lab},
-                                  "spec": _pod_spec([main], volumes, initContainers=[init])}}}
+                                  "spec": _pod_spec([main], volumes, SIM_TMP, initContainers=[init])}}}
 
 
 # -- helpers reading or clearing the PVC ------------------------------------------------------
-#: Collector: print a JSON header, a base64 tar.gz of the outputs (inputs unchanged since
-#: unpacking are skipped by digest), the log and the statistics, then "END <sha256 of tar>".
-COLLECT_SCRIPT = """\
-import base64, hashlib, io, json, os, sys, tarfile
-d = os.environ["JOB_DIR"]; run = d + "/run"
-try: inputs = json.load(open(d + "/inputs.json"))
-except (OSError, ValueError): inputs = {}
-def digest(p):
-    h = hashlib.sha256(); f = open(p, "rb")
-    for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return h.hexdigest()
-files = {}; buf = io.BytesIO(); tar = tarfile.open(fileobj=buf, mode="w:gz")
-def add(path, name):
-    files[name] = digest(path); tar.add(path, name, recursive=False)
-for root, dirs, names in os.walk(run):
-    for n in sorted(names):
-        p = os.path.join(root, n); rel = os.path.relpath(p, run)
-        if not os.path.islink(p) and os.path.isfile(p) and inputs.get(rel) != digest(p): add(p, "run/" + rel)
-for n in ("sumo.log", "sumo-statistics.xml"):
-    if os.path.isfile(os.path.join(d, n)): add(os.path.join(d, n), n)
-tar.close(); raw = buf.getvalue()
-sys.stdout.write(json.dumps({"files": files}) + "\\n" + base64.encodebytes(raw).decode())
-sys.stdout.write("END %s\\n" % hashlib.sha256(raw).hexdigest())
-"""
-
-
-def collector_pod(spec, *, image: str) -> dict:
-    """A short-lived pod printing the job's results (see COLLECT_SCRIPT) to its log."""
+def collector_pod(spec, *, image: str, collect_url: str, token: str, max_output_mb: int, max_log_mb: int) -> dict:
+    """A short-lived pod uploading the job's results to the API (see COLLECT_SCRIPT) with the job's token."""
+    env = {"JOB_DIR": job_dir(spec.job_id), "JOB_ID": spec.job_id, "COLLECT_URL": collect_url, "COLLECT_TOKEN": token,
+           "MAX_OUTPUT_MB": str(max_output_mb), "MAX_LOG_MB": str(max_log_mb), "MAX_FILES": str(COLLECT_MAX_FILES),
+           "MAX_MANIFEST_BYTES": str(COLLECT_MAX_MANIFEST_BYTES)}
     c = {"name": "collect", "image": image, "command": ["python3", "-c", COLLECT_SCRIPT],
-         "env": [{"name": "JOB_DIR", "value": job_dir(spec.job_id)}],
+         "env": [{"name": k, "value": v} for k, v in env.items()],
          "resources": _helper_resources(), "securityContext": _container_security(),
          "volumeMounts": _mounts(read_only_results=True)}
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": collector_name(spec.job_id),
                          "labels": labels(spec.tenant_id, spec.job_id, COLLECTOR)},
-            "spec": _pod_spec([c], [], activeDeadlineSeconds=600)}
+            "spec": _pod_spec([c], [], activeDeadlineSeconds=COLLECTOR_DEADLINE_SECONDS)}
 
 
 def cleanup_job(spec, *, image: str, ttl_seconds: int) -> dict:

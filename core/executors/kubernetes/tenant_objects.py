@@ -1,5 +1,6 @@
-"""A tenant's objects on the cluster: its Namespace, ResourceQuota, LimitRange, deny-all NetworkPolicy,
-``sumo-runner`` ServiceAccount and results PVC (manifests in :mod:`.manifests`).
+"""A tenant's objects on the cluster: its Namespace, ResourceQuota, LimitRange, NetworkPolicies (deny-all, and
+the collector pods' egress to the API and DNS), ``sumo-runner`` ServiceAccount and results PVC (manifests in
+:mod:`.manifests`).
 
 Each is reconciled by one server-side apply: created when missing, the service's fields set to the tenant
 row's values, whatever was there.  The PVC is only created: its spec is immutable.
@@ -33,6 +34,7 @@ class TenantObjects:
             (core.patch_namespaced_resource_quota, quota),
             (core.patch_namespaced_limit_range, m.limit_range(tenant)),
             (net.patch_namespaced_network_policy, m.network_policy(tenant)),
+            (net.patch_namespaced_network_policy, self._collector_egress(tenant)),
             (core.patch_namespaced_service_account, m.service_account(tenant)),
         ):
             _apply(patch, body, ns)
@@ -48,9 +50,15 @@ class TenantObjects:
         tenant = {"tenant_id": spec.tenant_id, "namespace": spec.namespace}
         allowing(core.create_namespace, m.namespace(tenant))
         allowing(net.create_namespaced_network_policy, spec.namespace, m.network_policy(tenant))
+        allowing(net.create_namespaced_network_policy, spec.namespace, self._collector_egress(tenant))
         allowing(core.create_namespaced_service_account, spec.namespace, m.service_account(tenant))
         allowing(core.create_namespaced_persistent_volume_claim, spec.namespace, self._pvc(tenant))
         self.ready_namespaces.add(spec.namespace)
+
+    def _collector_egress(self, tenant: dict) -> dict:
+        """Collector pods reach the API's pods (in CONTROLLER_NAMESPACE, on PORT) and DNS, nothing else."""
+        return m.collector_egress_policy(tenant, api_namespace=self.settings.controller_namespace,
+                                         api_port=self.settings.port)
 
     def _pvc(self, tenant: dict) -> dict:
         return m.results_pvc(tenant, size_gi=self.settings.result_storage_size_gi,

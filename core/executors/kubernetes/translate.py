@@ -9,8 +9,9 @@ these; they never call the API, so they are unit-tested with plain dicts
   ``sumo`` container runs.  A finished pod reports nothing: the Job decides.
 * A Job reports SUCCEEDED/FAILED from its ``Complete``/``Failed`` condition
   (reason e.g. DeadlineExceeded, BackoffLimitExceeded) with the exit code of
-  its newest pod's container; a Job deleted before finishing reports
-  CANCELLED.
+  its newest pod's container, and that container's termination message first
+  when it left one (a run stopped at MAX_OUTPUT_MB or MAX_LOG_MB says so);
+  a Job deleted before finishing reports CANCELLED.
 * A ``FailedCreate`` Event on a Job (pod creation refused, e.g. by the
   namespace's ResourceQuota) reports PENDING with the message.
 """
@@ -95,16 +96,30 @@ def newest_pod(pods: list[dict]) -> dict | None:
     return max(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", default=None)
 
 
-def exit_code(pod: dict | None) -> tuple[int | None, str | None]:
-    """Exit code of the pod's failed init container or of its ``sumo`` container, and which."""
+def _terminated(pod: dict | None) -> tuple[dict | None, str | None]:
+    """The terminated state of the pod's failed init container or of its ``sumo`` container, and which."""
     if pod is None:
         return None, None
     for name, init in ((INIT_CONTAINER, True), (MAIN_CONTAINER, False)):
         cs = _status(pod, name, init) or {}
         term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
         if term and (not init or term.get("exitCode")):
-            return term.get("exitCode"), name
+            return term, name
     return None, None
+
+
+def exit_code(pod: dict | None) -> tuple[int | None, str | None]:
+    """Exit code of the pod's failed init container or of its ``sumo`` container, and which."""
+    term, name = _terminated(pod)
+    return (None, None) if term is None else (term.get("exitCode"), name)
+
+
+def termination_message(pod: dict | None) -> str | None:
+    """What the container that ended the pod wrote to its terminationMessagePath (the run's script says there
+    which cap, MAX_OUTPUT_MB or MAX_LOG_MB, stopped it); None when it wrote nothing."""
+    term, _ = _terminated(pod)
+    message = ((term or {}).get("message") or "").strip()
+    return message or None
 
 
 def started_at(pod: dict | None) -> datetime | None:
@@ -140,10 +155,14 @@ def translate_job(job: dict, pods: list[dict], deleted: bool = False) -> StatusE
         if cond.get("type") == "Complete":
             return StatusEvent(job_id, JobStatus.SUCCEEDED, at, exit_code=0)
         if cond.get("type") == "Failed":
-            code, container = exit_code(newest_pod(pods))
+            pod = newest_pod(pods)
+            code, container = exit_code(pod)
             reason = _reason(cond.get("reason"), cond.get("message"))
             if code is not None:
                 reason += f" ({'sumo' if container == MAIN_CONTAINER else 'unpacking the input'} exited with code {code})"
+            told = termination_message(pod)
+            if told:  # the container's own account of why it ended comes first
+                reason = f"{told} ({reason})"
             return StatusEvent(job_id, JobStatus.FAILED, at, reason=reason, exit_code=code)
     if deleted or (job.get("metadata") or {}).get("deletionTimestamp"):
         return StatusEvent(job_id, JobStatus.CANCELLED, datetime.now(timezone.utc),
