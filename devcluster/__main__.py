@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node-cpu", default=NodeSettings.cpu)
     ap.add_argument("--node-memory", default=NodeSettings.memory)
     ap.add_argument("--node-pods", default=NodeSettings.pods)
+    ap.add_argument("--container-log-max-size", default=NodeSettings.container_log_max_size,
+                    help="the kubelet's containerLogMaxSize (e.g. 10Mi): container logs are rotated past it")
     ap.add_argument("-v", "--verbosity", type=int, default=1, help="klog -v for components")
     a = ap.parse_args(argv)
 
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)  # even if started with SIGINT ignored (`cmd &`)
     cl = Cluster(a.workdir, with_node_agent=not a.no_node_agent, verbosity=a.verbosity,
-                 node=NodeSettings(cpu=a.node_cpu, memory=a.node_memory, pods=a.node_pods))
+                 node=NodeSettings(cpu=a.node_cpu, memory=a.node_memory, pods=a.node_pods,
+                                   container_log_max_size=a.container_log_max_size))
     print(f"devcluster: binaries from {kube_bin_dir()}, state in {cl.workdir}", flush=True)
     try:
         t0 = time.monotonic()

@@ -85,6 +85,9 @@ class NodeSettings:
     cpu: str = "4"
     memory: str = "8Gi"
     pods: str = "20"
+    #: The kubelet's containerLogMaxSize: each container's log file is rotated past it, and ``pods/log`` then
+    #: returns the current file only.
+    container_log_max_size: str = "10Mi"
 
 
 @dataclass
@@ -287,7 +290,7 @@ class Cluster:
             sys.executable, "-m", "devcluster.node_agent",
             f"--kubeconfig={self.kubeconfig}", f"--state-dir={self.workdir / 'node'}",
             f"--node-name={n.name}", f"--cpu={n.cpu}", f"--memory={n.memory}",
-            f"--pods={n.pods}", f"--port={port}",
+            f"--pods={n.pods}", f"--port={port}", f"--container-log-max-size={n.container_log_max_size}",
             f"--tls-cert={k.kubelet.cert}", f"--tls-key={k.kubelet.key}",
             f"--client-ca={k.ca.cert}",
         ], env=env)

@@ -16,7 +16,12 @@
   ``ImagePullBackOff`` until the pod is deleted or overruns its deadline;
 * honours deletion: SIGTERM, SIGKILL after the pod's grace period, final
   status, then removes the object with a grace-0 delete;
-* serves ``/containerLogs`` over HTTPS (:mod:`devcluster.logserver`);
+* serves ``/containerLogs`` over HTTPS (:mod:`devcluster.logserver`), the
+  logs written and rotated as a kubelet does (``--container-log-max-size``,
+  :mod:`devcluster.containerlog`);
+* reports each container's termination message (its ``terminationMessagePath``);
+* enforces no NetworkPolicy (pods share the host's network) and no resource
+  limit (no cgroups): a pod's memory or ephemeral storage is not capped here;
 * binds PersistentVolumeClaims to per-claim host directories
   (:mod:`devcluster.pvc_binder`), since no volume controller runs.
 
@@ -39,6 +44,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from . import logserver, pvc_binder
+from .containerlog import parse_size
 from .podrun import Attempt, PodRuntime, make_tool_wrappers, now
 
 log = logging.getLogger("node-agent")
@@ -75,7 +81,8 @@ class PodWorker(threading.Thread):
         super().__init__(name=f"pod-{pod.metadata.namespace}/{pod.metadata.name}", daemon=True)
         self.agent, self.pod = agent, pod
         self.key = (pod.metadata.namespace, pod.metadata.name)
-        self.rt = PodRuntime(pod, agent.state_dir, agent.core, agent.tools_dir, agent.venv)
+        self.rt = PodRuntime(pod, agent.state_dir, agent.core, agent.tools_dir, agent.venv,
+                             parse_size(agent.args.container_log_max_size), agent.args.container_log_max_files)
         self.attempts: dict[str, list[Attempt]] = {}
         self.delete_grace: float | None = None
         self.wake = threading.Event()
@@ -526,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tls-key", required=True)
     ap.add_argument("--client-ca", required=True, help="CA verifying the apiserver's client cert")
     ap.add_argument("--venv", help="venv whose bin/ (sumo...) pods get on PATH; default: this Python's")
+    ap.add_argument("--container-log-max-size", default="10Mi",
+                    help="the kubelet's containerLogMaxSize: a container's log file is rotated past it")
+    ap.add_argument("--container-log-max-files", type=int, default=5,
+                    help="the kubelet's containerLogMaxFiles: log files kept per container, the current one included")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s: %(message)s")
     agent = NodeAgent(a)

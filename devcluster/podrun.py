@@ -16,8 +16,16 @@ Volumes: configMap/secret (files from data/binaryData/items), emptyDir
 hostPath, projected service-account token (token via TokenRequest, ca.crt,
 namespace).  Others become empty dirs.
 
-Logs are captured line by line as ``<RFC3339Nano> <stream> <line>`` so the
-log server can honour ``timestamps``/``sinceSeconds``/``tailLines``.
+Logs are written as a CRI runtime writes them (``<RFC3339Nano> <stream> <P|F>
+<content>`` records) and rotated at containerLogMaxSize (:mod:`devcluster.containerlog`),
+so the log server can honour ``timestamps``/``sinceTime``/``tailLines``/``limitBytes``
+as the kubelet does.
+
+Each container gets a private ``/dev`` (a tmpfs with the usual device nodes bound
+in, as a container runtime makes one) and its ``terminationMessagePath`` bound to
+a file of the pod's: what the container writes there (at most 4096 bytes) becomes
+its terminated state's ``message``, as a kubelet reports it (with
+``FallbackToLogsOnError``, the log's tail when it wrote nothing and failed).
 """
 from __future__ import annotations
 
@@ -32,9 +40,15 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .containerlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, LogWriter
+
 MOUNT, CHROOT, UNSHARE = (shutil.which(b) or f"/usr/bin/{b}" for b in ("mount", "chroot", "unshare"))
 TOOLS_MNT = "/mnt/devcluster"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Device nodes bound into each container's private /dev.
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+#: The kubelet's bounds on a termination message: per container, and the log tail it falls back to.
+MESSAGE_MAX_BYTES, FALLBACK_LINES = 4096, 80
 
 
 def now() -> str:
@@ -42,7 +56,9 @@ def now() -> str:
 
 
 def now_nano() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    from .containerlog import timestamp
+
+    return timestamp()
 
 
 def make_tool_wrappers(venv: Path, out: Path) -> None:
@@ -108,7 +124,9 @@ class Attempt:
     reason: str | None = None
     message: str | None = None
     readers: list[threading.Thread] = field(default_factory=list)
-    out: object = None
+    out: LogWriter | None = None
+    termination: Path | None = None
+    fallback_to_logs: bool = False
 
     @property
     def done(self) -> bool:
@@ -118,13 +136,16 @@ class Attempt:
 class PodRuntime:
     """Materialises volumes and starts/stops container processes of a pod."""
 
-    def __init__(self, pod, state_dir: Path, core_api, tools_dir: Path, venv: Path):
+    def __init__(self, pod, state_dir: Path, core_api, tools_dir: Path, venv: Path,
+                 log_max_size: int = DEFAULT_MAX_SIZE, log_max_files: int = DEFAULT_MAX_FILES):
         self.pod, self.core, self.tools_dir, self.venv = pod, core_api, tools_dir, venv
+        self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self.uid = pod.metadata.uid
         self.dir = state_dir / "pods" / self.uid
         self.root = self.dir / "root"
         self.root.mkdir(parents=True, exist_ok=True)
         (self.dir / "logs").mkdir(exist_ok=True)
+        (self.dir / "termination").mkdir(exist_ok=True)
         self.volumes: dict[str, Path] = {}
 
     # --------------------------------------------------------------- volumes
@@ -264,7 +285,7 @@ class PodRuntime:
         return ""
 
     # ------------------------------------------------------------- process
-    def launch_script(self, c) -> str:
+    def launch_script(self, c, termination: Path | None = None) -> str:
         """Shell script run by ``unshare --mount``: build the pod's view of
         the filesystem, then ``chroot`` into it and exec the container."""
         r = shlex.quote(str(self.root))
@@ -275,6 +296,7 @@ class PodRuntime:
             f"mkdir -p {r}{TOOLS_MNT}/venv {r}{TOOLS_MNT}/bin",
             f"{MOUNT} --bind {shlex.quote(str(self.venv))} {r}{TOOLS_MNT}/venv",
             f"{MOUNT} --bind {shlex.quote(str(self.tools_dir))} {r}{TOOLS_MNT}/bin",
+            *self._private_dev(r),
         ]
         mounts = sorted(c.volume_mounts or [], key=lambda m: m.mount_path.rstrip("/").count("/"))
         for m in mounts:
@@ -296,6 +318,8 @@ class PodRuntime:
             lines.append(f"{MOUNT} --bind {shlex.quote(str(src))} {tgt}")
             if m.read_only:
                 lines.append(f"{MOUNT} -o remount,bind,ro {tgt}")
+        if termination is not None:
+            lines += self._termination_mount(c, termination, mounts)
         argv = list(c.command or []) + list(c.args or [])
         wd = c.working_dir or "/"
         lines.append(
@@ -303,16 +327,46 @@ class PodRuntime:
             + " ".join(shlex.quote(x) for x in [wd, *argv]))
         return "\n".join(lines) + "\n"
 
+    @staticmethod
+    def _private_dev(r: str) -> list[str]:
+        """A tmpfs over the pod's /dev with the usual nodes bound in: what the container writes there (its
+        termination message) stays the pod's, never the host's /dev."""
+        lines = [f"{MOUNT} -t tmpfs -o mode=755,size=1m devcluster-dev {r}/dev"]
+        for n in DEVICES:
+            lines += [f"touch {r}/dev/{n}", f"{MOUNT} --bind /dev/{n} {r}/dev/{n}"]
+        lines += [f"mkdir -p {r}/dev/pts {r}/dev/shm {r}/dev/mqueue",
+                  f"{MOUNT} --bind /dev/pts {r}/dev/pts",
+                  f"{MOUNT} -t tmpfs -o mode=1777,size=64m devcluster-shm {r}/dev/shm",
+                  f"ln -s /proc/self/fd {r}/dev/fd", f"ln -s /proc/self/fd/0 {r}/dev/stdin",
+                  f"ln -s /proc/self/fd/1 {r}/dev/stdout", f"ln -s /proc/self/fd/2 {r}/dev/stderr",
+                  f"ln -s pts/ptmx {r}/dev/ptmx"]
+        return lines
+
+    def _termination_mount(self, c, termination: Path, mounts) -> list[str]:
+        """Bind the attempt's message file at the container's terminationMessagePath, when that lies in a
+        directory of the pod's own (its /dev, or a volume): never a file created on the host."""
+        path = os.path.normpath(c.termination_message_path or "/dev/termination-log")
+        inside = [m.mount_path.rstrip("/") for m in mounts if self.volumes.get(m.name) is not None]
+        if not (path.startswith("/dev/") or any(path.startswith(p + "/") for p in inside)):
+            return []
+        tgt = shlex.quote(str(self.root) + path)
+        return [f"mkdir -p $(dirname {tgt}); [ -e {tgt} ] || touch {tgt}",
+                f"{MOUNT} --bind {shlex.quote(str(termination))} {tgt}"]
+
     def start(self, c, restart: int) -> Attempt:
         """Start container ``c`` (a V1Container) and its log readers."""
         a = Attempt(c.name, self.dir / "logs" / f"{c.name}.{restart}.log", restart)
         a.log.touch()
+        a.termination = self.dir / "termination" / f"{c.name}.{restart}"
+        a.termination.touch()
+        a.termination.chmod(0o666)  # the container may run as any user
+        a.fallback_to_logs = c.termination_message_policy == "FallbackToLogsOnError"
         try:
             env = self.container_env(c)
             if not (c.command or c.args):
                 raise ValueError("container has no command/args (images are not run)")
             script = self.dir / f"{c.name}.sh"
-            script.write_text(self.launch_script(c))
+            script.write_text(self.launch_script(c, a.termination))
             a.proc = subprocess.Popen(
                 [UNSHARE, "--mount", "--propagation", "private", "/bin/sh", str(script)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -322,10 +376,9 @@ class PodRuntime:
             a.exit_code, a.reason, a.message = 128, "StartError", str(exc)
             return a
         a.started = now()
-        wlock = threading.Lock()
-        out = a.out = open(a.log, "ab", buffering=0)
+        out = a.out = LogWriter(a.log, self.log_max_size, self.log_max_files)
         for stream, pipe in (("stdout", a.proc.stdout), ("stderr", a.proc.stderr)):
-            t = threading.Thread(target=_pump, args=(pipe, stream, out, wlock), daemon=True)
+            t = threading.Thread(target=out.pump, args=(pipe, stream), daemon=True)
             t.start()
             a.readers.append(t)
         return a
@@ -348,7 +401,30 @@ class PodRuntime:
             a.reason = "Completed" if rc == 0 else "Error"
         else:
             a.exit_code = rc if rc >= 0 else 128 - rc
+        a.message = a.message or self._termination_message(a)
         return True
+
+    @staticmethod
+    def _termination_message(a: Attempt) -> str | None:
+        """What the container wrote to its terminationMessagePath (its first 4096 bytes); with
+        FallbackToLogsOnError and nothing written by a failed container, its log's last lines."""
+        try:
+            with open(a.termination, "rb") as fh:
+                text = fh.read(MESSAGE_MAX_BYTES)
+        except (OSError, TypeError):
+            text = b""
+        if not text.strip() and a.fallback_to_logs and a.exit_code:
+            from .containerlog import parse_record
+
+            lines = []
+            with open(a.log, "rb") as fh:
+                fh.seek(max(0, a.log.stat().st_size - 64 * MESSAGE_MAX_BYTES))
+                for rec in fh.read().splitlines():
+                    got = parse_record(rec)
+                    if got:
+                        lines.append(got[4] + (b"\n" if got[3] else b""))
+            text = b"".join(lines[-FALLBACK_LINES:])[-2048:]
+        return text.decode("utf-8", errors="replace") or None
 
     def kill(self, attempts: list[Attempt], grace: float, reason: str | None = None) -> None:
         """SIGTERM running attempts' process groups, SIGKILL after ``grace``."""
@@ -372,12 +448,3 @@ def _killpg(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _pump(pipe, stream: str, out, lock: threading.Lock) -> None:
-    for line in iter(pipe.readline, b""):
-        if not line.endswith(b"\n"):
-            line += b"\n"
-        with lock:
-            out.write(f"{now_nano()} {stream} ".encode() + line)
-    pipe.close()

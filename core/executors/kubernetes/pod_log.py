@@ -172,7 +172,7 @@ def request(kube, namespace: str, pod: str, timeout, **query) -> Iterator[bytes]
     params = [(k, str(v).lower() if isinstance(v, bool) else v) for k, v in query.items() if v is not None]
     resp = kube.api.call_api(
         "/api/v1/namespaces/{namespace}/pods/{name}/log", "GET", {"namespace": namespace, "name": pod}, params,
-        {"Accept": "text/plain"}, auth_settings=["BearerToken"], _return_http_data_only=True,
+        {"Accept": "application/json"}, auth_settings=["BearerToken"], _return_http_data_only=True,
         _preload_content=False, _request_timeout=timeout)
 
     def chunks() -> Iterator[bytes]:
