@@ -2,8 +2,14 @@
 
 The cluster fixture comes from ``tests/conftest.py`` (skipped when
 the binaries are missing or not root).  Each test gets its own tenant
-namespace prepared by ``ensure_tenant``, a LocalStore under a tmp dir, and
-(on request) a watcher running in a thread that publishes into a list.
+namespace prepared by ``ensure_tenant``, and (on request) a watcher running in
+a thread that publishes into a list.
+
+Collector pods upload a job's files to the service's API, so the executor
+tests collect through a real one: ``receiver`` is the service (API, PostgreSQL,
+Redis; no sweeper, so nothing else acts on its jobs) whose store is the tests'
+``store`` and whose database holds the job rows a collection needs
+(:meth:`Receiver.expect`).
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import threading
 import uuid
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -52,23 +59,94 @@ class Recorder:
                         lambda: next((e for e in self.of(job_id) if e.status is status), None), timeout)
 
 
+#: The receiver's caps: room for the executor tests' runs; the upload tests declare bodies past them.
+RECEIVER_MAX_OUTPUT_MB, RECEIVER_MAX_LOG_MB = 64, 16
+
+
+@dataclass
+class Receiver:
+    """The service's API as the collector pods' upload endpoint, and its database and store."""
+
+    stack: object
+    ctx: object
+
+    @property
+    def url(self) -> str:
+        return self.stack.url
+
+    @property
+    def admin_key(self) -> str:
+        return self.stack.env["ADMIN_KEY"]
+
+    @property
+    def store(self) -> LocalStore:
+        return LocalStore(self.ctx.settings.storage_root)
+
+    def expect(self, spec: JobSpec, status: str = "COLLECTING", collected: bool = False) -> None:
+        """Give ``spec`` a job row (and its tenant one) in ``status``, as the service has while it collects."""
+        import sqlalchemy as sa
+        from sqlalchemy.dialects.postgresql import insert
+
+        from core.db.tables import jobs, tenants
+
+        now = datetime.now(timezone.utc)
+        with self.ctx.engine.begin() as conn:
+            conn.execute(insert(tenants).values(
+                tenant_id=spec.tenant_id, namespace=spec.namespace, api_key_hash=f"unused-{uuid.uuid4()}",
+                max_cpu=8, max_memory_gi=16, max_concurrent_jobs=4).on_conflict_do_nothing())
+            conn.execute(sa.delete(jobs).where(jobs.c.job_id == spec.job_id))
+            conn.execute(jobs.insert().values(
+                job_id=spec.job_id, tenant_id=spec.tenant_id, scenario_id="test", status=status,
+                cpu_request=spec.cpu_request, memory_gi=spec.memory_gi, config_file=spec.config_file,
+                input_key=spec.input_key, input_size=0, submitted_at=now, last_dispatch_at=now,
+                outcome="SUCCEEDED" if status == "COLLECTING" else None,
+                results_collected_at=now if collected else None))
+
+    def uploads(self, job_id: str) -> dict[str, dict]:
+        from core.services import collect_uploads
+
+        return collect_uploads.recorded(self.ctx, job_id)
+
+
+@pytest.fixture(scope="session")
+def receiver(tmp_path_factory):
+    from core.bootstrap import bootstrap
+    from core.waits import free_port
+    from devstack.stack import start_stack
+    from tests.conftest import BASE_ENV
+
+    port = free_port()
+    env = {**BASE_ENV, "PORT": str(port), "MAX_OUTPUT_MB": str(RECEIVER_MAX_OUTPUT_MB),
+           "MAX_LOG_MB": str(RECEIVER_MAX_LOG_MB)}
+    stack = start_stack(tmp_path_factory.mktemp("receiver"), env_overrides=env, api_workers=1, persistent=False,
+                        fast_db=True, sweeper=False)
+    try:
+        settings = Settings(**{k.lower(): v for k, v in stack.env.items() if k.lower() in Settings.model_fields})
+        yield Receiver(stack, bootstrap(settings))
+    finally:
+        stack.stop()
+
+
 @pytest.fixture
-def settings(cluster) -> Settings:
+def settings(cluster, receiver) -> Settings:
     return Settings(kubeconfig=str(cluster.kubeconfig), job_ttl_seconds=5, result_storage_size_gi=1,
-                    max_file_size_mb=8, watch_resync_seconds=5, log_tail_lines=5)
+                    max_file_size_mb=8, watch_resync_seconds=5, log_tail_lines=5, collect_url=receiver.url,
+                    admin_key=receiver.admin_key, max_output_mb=RECEIVER_MAX_OUTPUT_MB,
+                    max_log_mb=RECEIVER_MAX_LOG_MB)
 
 
 @pytest.fixture
-def store(tmp_path) -> LocalStore:
-    return LocalStore(tmp_path / "store")
+def store(receiver) -> LocalStore:
+    return receiver.store
 
 
 @pytest.fixture
-def executor(settings, store, cluster):
+def executor(settings, store, cluster, receiver):
     from core.executors.kubernetes import KubernetesExecutor
 
     published = Recorder()
-    ex = KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=cluster.api_client(), publish=published)
+    ex = KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=cluster.api_client(),
+                            publish=published, uploads=receiver.uploads)
     ex.published = published
     return ex
 

@@ -241,7 +241,8 @@ def new_job(store, tenant: dict, archive: Path) -> JobSpec:
                    memory_gi=1, config_file=config_file, input_key=key, deadline_seconds=600)
 
 
-def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluster, api, settings, store, tmp_path):
+def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluster, api, settings, store, tmp_path,
+                                                                 receiver):
     """Who does what in production: the workers' actors reconcile tenants and start, collect, release and
     cancel jobs (workers/actors.py); the watcher reconciles every tenant at startup, then holds the Lease and
     watches (workers/watcher.py); the API reads live logs and the cluster's capacity (core/services/logs.py,
@@ -276,7 +277,8 @@ def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluste
                 wait_as(every, f"the watcher leads (Lease {ctl_ns}/{lease_name})", watcher.leading.is_set, 30)
 
                 # Another worker process starts the jobs: its first start in the namespace re-creates the basics.
-                ex = KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=workers.client())
+                ex = KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=workers.client(),
+                                        uploads=receiver.uploads)
                 ok = new_job(store, tenant, SQUARE)
                 routes = b'<routes><vehicle id="v" depart="0"><route edges="no-such-edge"/></vehicle></routes>'
                 bad = new_job(store, tenant, square_variant(tmp_path, "bad.zip", routes=routes))
@@ -289,6 +291,7 @@ def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluste
                 failed = wait_as(every, "FAILED published", lambda: event(recorder, bad.job_id, JobStatus.FAILED), 120)
                 assert "no-such-edge" in (failed.log_tail or ""), failed  # the watcher read the pod's log
 
+                receiver.expect(ok)
                 results = ex.collect(ok, store)
                 assert {"sumo.log", "sumo-statistics.xml"} <= {f["name"] for f in results.files}
                 ex.release(ok)

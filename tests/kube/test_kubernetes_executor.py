@@ -35,6 +35,11 @@ def test_ensure_tenant_creates_everything_and_is_idempotent(executor, tenant, ap
     assert core.read_namespaced_limit_range("sumo-limits", ns).spec.limits[0].max == {"cpu": "2", "memory": "2Gi"}
     assert core.read_namespaced_persistent_volume_claim(m.RESULTS_PVC, ns).spec.resources.requests["storage"] == "1Gi"
     assert net.read_namespaced_network_policy("sumo-deny-all", ns).spec.policy_types == ["Ingress", "Egress"]
+    # the one way out: collector pods to the API's pods on its port, and DNS (the dev node enforces neither)
+    egress = net.read_namespaced_network_policy("sumo-collector-egress", ns).spec
+    assert egress.pod_selector.match_labels == {"app.kubernetes.io/component": "collector"}
+    assert egress.policy_types == ["Egress"] and [p.port for p in egress.egress[0].ports] == [8000]
+    assert egress.egress[0].to[0].namespace_selector.match_labels == {"kubernetes.io/metadata.name": "sumo-k8-system"}
     assert core.read_namespaced_service_account(m.RUNNER_SA, ns).automount_service_account_token is False
     executor.ensure_tenant({**tenant, "max_cpu": 3})  # again, with a new limit: patched
     quota = core.read_namespaced_resource_quota("sumo-quota", ns)
@@ -43,7 +48,7 @@ def test_ensure_tenant_creates_everything_and_is_idempotent(executor, tenant, ap
     assert quota.status.hard == quota.spec.hard
 
 
-def test_bologna_runs_collects_and_cleans_up(executor, submit, watcher, api, store):
+def test_bologna_runs_collects_and_cleans_up(executor, submit, watcher, api, store, receiver):
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
     spec = submit(BOLOGNA)
     executor.start(spec)
@@ -53,6 +58,7 @@ def test_bologna_runs_collects_and_cleans_up(executor, submit, watcher, api, sto
     statuses = watcher.recorder.statuses(spec.job_id)
     assert statuses.index(JobStatus.RUNNING) < statuses.index(JobStatus.SUCCEEDED)
 
+    receiver.expect(spec)  # the service's row of the job, COLLECTING: its API takes the collector's uploads
     results = executor.collect(spec, store)
     by_name = {f["name"]: f for f in results.files}
     assert {"tripinfos.xml", "sumo.log", "sumo-statistics.xml", "sumo_log.txt"} <= set(by_name)
@@ -61,6 +67,7 @@ def test_bologna_runs_collects_and_cleans_up(executor, submit, watcher, api, sto
         data = store.get_bytes(spec.result_prefix + f["name"])
         assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["size"]
     assert results.log_archived and b"<performance" in results.statistics
+    assert receiver.uploads(spec.job_id) == {f["name"]: {"size": f["size"], "sha256": f["sha256"]} for f in results.files}
     # the config names its own log (sumo_log.txt): SUMO logged to the console, copied there at the end
     assert by_name["sumo_log.txt"]["sha256"] == by_name["sumo.log"]["sha256"] and by_name["sumo.log"]["size"] > 0
     again = executor.collect(spec, store)  # safe to repeat
@@ -124,7 +131,7 @@ def test_quota_refusal_is_reported_as_pending(executor, submit, watcher):
     executor.cancel(spec)
 
 
-def test_an_image_that_cannot_be_pulled_is_reported_as_pending(settings, store, cluster, submit, watcher, api):
+def test_an_image_that_cannot_be_pulled_is_reported_as_pending(settings, store, cluster, submit, watcher, api, receiver):
     """The kubelet's ErrImagePull / ImagePullBackOff keeps the job PENDING with the reason and the image
     named, never failed silently; a cancel then removes the Job, its pod and its input ConfigMaps, and the
     collection (whose pod cannot pull the image either) says so at once instead of waiting on its thread."""
@@ -133,7 +140,7 @@ def test_an_image_that_cannot_be_pulled_is_reported_as_pending(settings, store, 
     core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
     missing = "registry.invalid/sumo:missing"  # never resolves (RFC 2606): the node agent cannot pull it
     executor = KubernetesExecutor(settings.model_copy(update={"sumo_image": missing}), None, limits=archive_limits(settings), store=store,
-                                  api=cluster.api_client(), publish=Recorder())
+                                  api=cluster.api_client(), publish=Recorder(), uploads=receiver.uploads)
     spec = submit(SQUARE)
     executor.start(spec)
 

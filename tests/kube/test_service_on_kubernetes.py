@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from core.executors.kubernetes.manifests import job_dir
+from core.waits import free_port
 from tests.integration.harness import Api, wait_until
 from tests.kube.conftest import square_variant
 
@@ -20,9 +21,11 @@ pytestmark = pytest.mark.kube
 def kstack(make_stack, cluster):
     # Its own Lease namespace, and stopped with this module: the cluster is shared by the whole session, and a
     # watcher left running would hold the Lease other tests' watchers wait for.
+    port = free_port()  # known before the start: the collector pods upload to it (COLLECT_URL)
     stack = make_stack("kube-service", EXECUTOR="kubernetes", KUBECONFIG=str(cluster.kubeconfig),
                        JOB_TTL_SECONDS="5", RESULT_STORAGE_SIZE_GI="1", WATCH_RESYNC_SECONDS="5",
-                       CONTROLLER_NAMESPACE="sumo-k8-service-test")
+                       CONTROLLER_NAMESPACE="sumo-k8-service-test", PORT=str(port),
+                       COLLECT_URL=f"http://127.0.0.1:{port}")
     yield stack
     stack.stop()
 
