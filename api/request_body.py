@@ -13,7 +13,7 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 T = TypeVar("T")
 #: Uploads one API process streams at once; more wait for a thread (the client's request waits with them).
@@ -36,7 +36,7 @@ class RequestBody:
     async def _next(self) -> bytes:
         try:
             return await self._chunks.__anext__()
-        except StopAsyncIteration:
+        except (StopAsyncIteration, ClientDisconnect):  # a client gone mid-body: the body ends short (refused)
             self._done = True
             return b""
 

@@ -9,16 +9,24 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.deps import context
 from api.request_body import run_with_body
 from core.services import collect_uploads
 from core.services.context import Context
 
+class AnyName(PathConvertor):
+    """Any rest of the path, line breaks included, so that every name reaches the check (and its 422)."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anyname", AnyName())
 router = APIRouter(tags=["internal"], include_in_schema=False)
 
 
-@router.put("/internal/jobs/{job_id}/files/{name:path}")
+@router.put("/internal/jobs/{job_id}/files/{name:anyname}")
 async def upload_file(job_id: uuid.UUID, name: str, request: Request, ctx: Context = Depends(context)):
     authorization = request.headers.get("authorization") or ""
     token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
