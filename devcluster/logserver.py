@@ -107,10 +107,10 @@ class _Handler(BaseHTTPRequestHandler):
             if got is None:
                 return
             ts, ns, _stream, full, content = got
+            line_start, state["line_start"] = state["line_start"], full
             if since is not None and ns < since:
-                return
-            data = (ts + b" " if timestamps and state["line_start"] else b"") + content + (b"\n" if full else b"")
-            state["line_start"] = full
+                return  # skipped, but it counts for where lines start (so does the kubelet's reader)
+            data = (ts + b" " if timestamps and line_start else b"") + content + (b"\n" if full else b"")
             if limit is not None:
                 data = data[: max(limit - state["sent"], 0)]
             self.wfile.write(data)

@@ -88,8 +88,9 @@ def test_timestamps_with_an_offset_or_fewer_digits():
 
 
 def test_an_answer_without_timestamps_is_refused_not_held():
+    assert after([b"x" * 100_000], None, 10) == (b"", None)  # an unstamped first line: skipped as it streams by
     with pytest.raises(ValueError, match="without a timestamp"):
-        after([b"x" * 1000], None, 10)
+        after([b"x" * 1000 + b"\n" + b"y" * 10 + b"\n"], None, 10)
 
 
 def test_tail_keeps_the_last_bytes_as_whole_lines():
@@ -102,3 +103,14 @@ def test_tail_keeps_the_last_bytes_as_whole_lines():
 def test_skip_then_read_holds_only_what_it_returns():
     assert skip_then_read([b"abc", b"defg", b"hij"], 2, 5) == b"cdefg"
     assert skip_then_read([b"abc"], 5, 5) == b""
+
+
+def test_an_answer_that_starts_inside_a_line_skips_its_unstamped_rest():
+    """sinceTime fell inside a line written in pieces: the kubelet sends that line's rest without a timestamp."""
+    mark = Mark(parse_timestamp(stamp(10, 300)), 1, 0)
+    data = b"rest of an older line\n" + answer([(stamp(10, 300), b"delivered\n"), (stamp(10, 900), b"new\n")])
+    assert after([data[:5], data[5:]], mark, 100) == (b"new\n", Mark(parse_timestamp(stamp(10, 900)), 1, 0))
+    long_rest = b"y" * 200 + b" and more\n" + answer([(stamp(11), b"new\n")])
+    assert after([long_rest], mark, 100)[0] == b"new\n"
+    with pytest.raises(ValueError, match="without a timestamp"):  # after the first line, every line is stamped
+        after([answer([(stamp(10, 900), b"new\n")]) + b"unstamped\n"], mark, 100)

@@ -72,22 +72,38 @@ def after(chunks: Iterable[bytes], mark: Mark | None, limit: int) -> tuple[bytes
     out = bytearray()
     new = mark
     ts = bytearray()
-    reading_ts = True
+    reading_ts, first = True, True
     line_ns, line_dup, pos, skip = -1, 0, 0, 0
     held = bytearray()  # the current line's content not delivered yet (waiting for a CR or LF to end it)
     for chunk in chunks:
         i, n = 0, len(chunk)
         while i < n:
             if reading_ts:
-                space = chunk.find(b" ", i)
+                # The kubelet stamps a line where it starts: an answer whose sinceTime falls inside a line begins
+                # with that line's rest, unstamped.  It started before sinceTime, so before the mark: skip it.
+                space, lf = chunk.find(b" ", i), chunk.find(b"\n", i)
+                if lf >= 0 and (space < 0 or lf < space):
+                    _unstamped(first, ts + chunk[i:lf])
+                    ts.clear()
+                    i, first = lf + 1, False
+                    continue
                 ts += chunk[i:] if space < 0 else chunk[i:space]
-                if len(ts) > _MAX_TS:
-                    raise ValueError(f"pod log line without a timestamp: {bytes(ts[:_MAX_TS])!r}")
-                if space < 0:
+                i = n if space < 0 else space + 1
+                ns = None
+                if len(ts) <= _MAX_TS and space >= 0:
+                    try:
+                        ns = parse_timestamp(bytes(ts))
+                    except ValueError:
+                        pass
+                if ns is None and (space >= 0 or len(ts) > _MAX_TS):
+                    _unstamped(first, ts)
+                    ts.clear()
+                    reading_ts, skip, first = False, -1, False
+                    continue
+                if ns is None:
                     break
-                i = space + 1
-                ns = parse_timestamp(bytes(ts))
                 ts.clear()
+                first = False
                 line_dup = line_dup + 1 if ns == line_ns else 1
                 line_ns, pos, reading_ts = ns, 0, False
                 skip = _skip(mark, ns, line_dup)
@@ -120,6 +136,12 @@ def after(chunks: Iterable[bytes], mark: Mark | None, limit: int) -> tuple[bytes
             if len(out) >= limit:
                 return bytes(out), new
     return bytes(out), new
+
+
+def _unstamped(first: bool, start: bytes) -> None:
+    """A line without a timestamp is the rest of one begun before the answer's sinceTime, or an error."""
+    if not first:
+        raise ValueError(f"pod log line without a timestamp: {bytes(start[:_MAX_TS])!r}")
 
 
 def _skip(mark: Mark | None, ns: int, dup: int) -> int:
