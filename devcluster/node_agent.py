@@ -45,7 +45,8 @@ from kubernetes.client.rest import ApiException
 
 from . import logserver, pvc_binder
 from .containerlog import parse_size
-from .podrun import Attempt, PodRuntime, make_tool_wrappers, now
+from .podrun import Attempt, PodRuntime, now
+from .toolwrappers import make_tool_wrappers
 
 log = logging.getLogger("node-agent")
 KUBE_VERSION = "v1.34.4"
