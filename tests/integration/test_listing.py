@@ -11,7 +11,7 @@ from tests.integration.harness import TERMINAL, Api, wait_until
 
 pytestmark = pytest.mark.integration
 
-STATUSES = ["QUEUED", "ADMITTED", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+STATUSES = ["QUEUED", "ADMITTED", "PENDING", "RUNNING", "COLLECTING", "SUCCEEDED", "FAILED", "CANCELLED"]
 
 
 def get(api: Api, path: str, headers: dict, **params):
