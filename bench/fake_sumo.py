@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 import time
 from pathlib import Path
@@ -57,6 +56,9 @@ def log_bytes(size: int):
 
 
 def main() -> int:
+    if "--save-configuration" in sys.argv:  # what the sandbox's start-up check asks of sumo
+        Path(sys.argv[sys.argv.index("--save-configuration") + 1]).write_text("<configuration/>\n")
+        return 0
     settings = json.loads(Path(CONFIG).read_text()) if Path(CONFIG).exists() else {}
     out = sys.stdout.buffer
     for piece in log_bytes(int(settings.get("log_bytes", 10_000))):
@@ -75,11 +77,22 @@ def main() -> int:
 
 
 def install(directory: Path) -> Path:
-    """An executable ``sumo`` in ``directory`` that runs this module (for SUMO_BINARY)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "sumo"
-    path.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} \"$@\"\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    """An executable ``directory/bin/sumo`` that runs a copy of this module with the system's python3 (for
+    SUMO_BINARY).  Both live in ``directory``, which the local sandbox shows read-only as SUMO's install
+    (SUMO_HOME is the binary's grandparent): the checkout and the venv stay out of its sight."""
+    import shutil
+
+    bindir = directory / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    module = directory / "fake_sumo.py"
+    shutil.copyfile(Path(__file__), module)
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    path = bindir / "sumo"
+    path.write_text(f"#!/bin/sh\nexec {python} {module} \"$@\"\n")
+    for folder in (directory, bindir):
+        folder.chmod(0o755)  # the sandboxed run's uid reads them (pytest makes its folders 0700)
+    module.chmod(0o644)
+    path.chmod(0o755)
     return path
 
 

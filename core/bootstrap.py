@@ -88,8 +88,7 @@ def local_runner(ctx: Context):
     sumo_binary = settings.sumo_binary or default_sumo_binary()
     sandbox = None
     if settings.local_sandbox == "on":
-        sandbox = Sandbox.discover(sumo_binary=sumo_binary, uid_base=settings.local_sandbox_uid_base,
-                                   slots=slots.size)
+        sandbox = Sandbox.discover(sumo_binary=sumo_binary, uid_base=settings.local_sandbox_uid_base)
         sandbox.check(sumo_binary, settings.work_root / f".sandbox-check-{os.getpid()}")
     return LocalRunner(
         work_root=settings.work_root,

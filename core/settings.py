@@ -62,10 +62,10 @@ class Settings(BaseSettings):
         "simulation workers refuse to start without them). `off`: simulations run unconfined as the worker's own "
         "user (resource limits and the output caps still apply); `/ready` says so."))
     local_sandbox_uid_base: int = Field(1_900_000_000, ge=1000, le=4_000_000_000, description=(
-        "First uid (and gid) of the sandboxed runs: slot i of the slot pool runs as LOCAL_SANDBOX_UID_BASE + i (the "
-        "startup check as the uid after the last slot), so two runs can neither signal nor read each other and "
-        "process limits count per run. Pick a range no account or container on the machine uses; the default lies "
-        "above the ranges distributions and container engines hand out, below 2^31."))
+        "First of the 1024 uids (and gids) of sandboxed runs: each run leases one of them for itself, machine-wide "
+        "(locks in /run/sumo-k8/sandbox-uids, shared by every service on the machine), so two runs can neither "
+        "signal nor read each other and process limits count per run. Pick a range no account or container on the "
+        "machine uses; the default lies above the ranges distributions and container engines hand out, below 2^31."))
     max_output_mb: int = Field(4096, ge=1, description=(
         "Most a run may write into its run folder in total (each file counted in whole 4 KiB blocks), also the "
         "largest single file; past it the run is stopped and FAILED, and what fits is collected. Room for hours of per-vehicle output (FCD, "

@@ -86,8 +86,9 @@ def written_bytes(folders: list[Path], inputs: dict[str, list[int]]) -> int:
     return total
 
 
-def pids_of_uid(uid: int) -> list[int]:
-    """Processes (not zombies) whose real uid is ``uid``: a sandboxed run's, since its uid is its slot's."""
+def pids_of_uid(uid: int | range) -> list[int]:
+    """Processes (not zombies) whose real uid is ``uid`` (or in the range): a sandboxed run's, since each
+    run has a uid of its own."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -100,7 +101,8 @@ def pids_of_uid(uid: int) -> list[int]:
         fields = dict(line.split(b":", 1) for line in status.splitlines() if b":" in line)
         if fields.get(b"State", b"").strip().startswith(b"Z"):
             continue
-        if int(fields.get(b"Uid", b"-1 ").split()[0]) == uid:
+        real = int(fields.get(b"Uid", b"-1 ").split()[0])
+        if real in uid if isinstance(uid, range) else real == uid:
             found.append(int(name))
     return found
 

@@ -137,10 +137,21 @@ class LocalRunner:
         finally:
             slot.release()
 
+    def take_slot(self) -> Slot | None:
+        """A free slot, with the sandbox uid of its run leased (None: every slot is busy)."""
+        slot = self.slots.try_acquire()
+        if slot is not None and self.sandbox is not None:
+            try:
+                slot.uid_lease = self.sandbox.lease_uid()
+            except BaseException:
+                slot.release()
+                raise
+        return slot
+
     def _wait_for_slot(self, spec: JobSpec, wd: WorkDir):
         announced = False
         while True:
-            slot = self.slots.try_acquire()
+            slot = self.take_slot()
             if slot is not None:
                 return slot
             if wd.cancel_marker.exists():
@@ -174,7 +185,7 @@ class LocalRunner:
                 manifest[path.relative_to(wd.run_dir).as_posix()] = [st.st_size, st.st_mtime_ns]
         wd.manifest.write_text(json.dumps(manifest))
         if self.sandbox is not None:
-            self.sandbox.hand_over(wd.run_dir, wd.stats_dir, self.sandbox.uid(slot.index))
+            self.sandbox.hand_over(wd.run_dir, wd.stats_dir, slot.uid)
         else:
             wd.stats_dir.mkdir()
 
@@ -192,7 +203,7 @@ class LocalRunner:
         if self.sandbox is None:
             command = unconfined_command(limits, self.prlimit, argv) if self.prlimit else argv
             return command, config_path.parent, unconfined_env(self.sumo_home, str(wd.run_dir)), None
-        box = self.sandbox.box(slot=slot.index, job_id=spec.job_id, run_dir=wd.run_dir, stats_dir=wd.stats_dir,
+        box = self.sandbox.box(uid=slot.uid, job_id=spec.job_id, run_dir=wd.run_dir, stats_dir=wd.stats_dir,
                                config_folder=config_path.parent.relative_to(wd.run_dir).as_posix(), limits=limits)
         return self.sandbox.command(box, argv), wd.run_dir, CHAIN_ENV, box.uid
 

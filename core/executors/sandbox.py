@@ -35,6 +35,7 @@ reason.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 #: Where the run folder (``/jobs/<job id>``: the id shows in the run's paths and its cwd) and the
@@ -133,17 +134,20 @@ def job_dir(job_id: str) -> str:
     return f"{JOBS_DIR}/{job_id}"
 
 
+def sumo_env(sumo_home: str, home: str, tmp: str) -> dict[str, str]:
+    """What SUMO's environment holds, sandboxed or not: nothing of the service's.  ``PROJ_DATA``/``PROJ_LIB``
+    point at the wheel's PROJ data when SUMO_HOME has it (as the wheel's own launcher sets them): without
+    them every geo-referenced network logs "Cannot find proj.db" and loses its projection."""
+    env = {"SUMO_HOME": sumo_home, "HOME": home, "TMPDIR": tmp, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "MALLOC_ARENA_MAX": "2", "PATH": "/usr/bin:/bin"}
+    if os.path.isdir(proj := os.path.join(sumo_home, "data", "proj")):
+        env["PROJ_DATA"] = env["PROJ_LIB"] = proj
+    return env
+
+
 def sandbox_env(host: HostView, home: str) -> dict[str, str]:
     """Everything SUMO's environment holds inside the sandbox."""
-    return {
-        "SUMO_HOME": host.sumo_home,
-        "HOME": home,
-        "TMPDIR": "/tmp",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "MALLOC_ARENA_MAX": "2",
-        "PATH": "/usr/bin:/bin",
-    }
+    return sumo_env(host.sumo_home, home, "/tmp")
 
 
 def stage_spec(box: RunBox, host: HostView) -> dict:
@@ -170,10 +174,11 @@ def bwrap_args(box: RunBox, host: HostView) -> list[str]:
         args += ["--symlink", target, path]
     for path in (*host.dirs, *host.files):
         args += ["--ro-bind", path, path]
-    for i, path in enumerate(host.sumo_dirs):
+    args += ["--bind", f"{STAGE}/tmp", "/tmp"]
+    for i, path in enumerate(host.sumo_dirs):  # after /tmp: an install under /tmp stays visible on top of it
         args += ["--ro-bind", f"{STAGE}/sumo{i}", path]
     args += ["--bind", f"{STAGE}/run", box.job_dir, "--bind", f"{STAGE}/stats", STATS_DIR,
-             "--bind", f"{STAGE}/tmp", "/tmp", "--proc", "/proc", "--dir", "/dev"]
+             "--proc", "/proc", "--dir", "/dev"]
     for device in DEVICES:
         args += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
     for i, name in enumerate(("stdin", "stdout", "stderr")):
@@ -199,5 +204,4 @@ def unconfined_command(limits: Limits, prlimit: str, argv: list[str]) -> list[st
 
 def unconfined_env(sumo_home: str, run_dir: str) -> dict[str, str]:
     """LOCAL_SANDBOX=off: still nothing of the worker's environment (no credentials, no URLs)."""
-    return {"SUMO_HOME": sumo_home, "HOME": run_dir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-            "MALLOC_ARENA_MAX": "2", "PATH": "/usr/bin:/bin"}
+    return sumo_env(sumo_home, run_dir, os.environ.get("TMPDIR", "/tmp"))

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.executors.local_process import pids_of_uid
+from core.executors.local_slots import UidLease, UidPool
 from core.executors.sandbox import (
     CHAIN_ENV, STATS_DIR, HostView, Limits, RunBox, Tools, confined_command, job_dir,
 )
@@ -82,11 +85,10 @@ class Sandbox:
 
     tools: Tools
     host: HostView
-    uid_base: int
-    slots: int
+    uids: UidPool
 
     @classmethod
-    def discover(cls, *, sumo_binary: str, uid_base: int, slots: int) -> "Sandbox":
+    def discover(cls, *, sumo_binary: str, uid_base: int) -> "Sandbox":
         """The sandbox, or :class:`SandboxUnavailable` naming what is missing."""
         if os.geteuid() != 0:
             raise SandboxUnavailable(
@@ -95,25 +97,35 @@ class Sandbox:
         tools, missing = find_tools()
         if tools is None:
             raise SandboxUnavailable(missing)
-        for uid in range(uid_base, uid_base + slots + 1):
+        uids = UidPool(uid_base)
+        for uid in range(uids.base, uids.base + uids.size):
             try:
                 owner = pwd.getpwuid(uid).pw_name
             except KeyError:
                 continue
             raise SandboxUnavailable(
-                f"uid {uid} (in LOCAL_SANDBOX_UID_BASE={uid_base} .. +{slots}) is the account {owner!r}; "
+                f"uid {uid} (in LOCAL_SANDBOX_UID_BASE={uid_base} .. +{uids.size - 1}) is the account {owner!r}; "
                 "choose a range no account uses")
-        return cls(tools=tools, host=host_view(sumo_binary), uid_base=uid_base, slots=slots)
+        return cls(tools=tools, host=host_view(sumo_binary), uids=uids)
 
-    def uid(self, slot: int) -> int:
-        """The uid and gid of slot ``slot``'s runs; ``slots`` itself is the startup check's."""
-        return self.uid_base + slot
+    def lease_uid(self) -> UidLease:
+        """A uid of its own for one run (held until released), with any process left under it by a run
+        whose worker died stopped first.  RuntimeError when every uid of the range is in use."""
+        lease = self.uids.try_acquire()
+        if lease is None:
+            raise RuntimeError(f"all {self.uids.size} sandbox uids from LOCAL_SANDBOX_UID_BASE={self.uids.base} "
+                               "are in use on this machine")
+        for pid in pids_of_uid(lease.uid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return lease
 
-    def box(self, *, slot: int, job_id: str, run_dir: Path, stats_dir: Path, config_folder: str,
+    def box(self, *, uid: int, job_id: str, run_dir: Path, stats_dir: Path, config_folder: str,
             limits: Limits) -> RunBox:
-        """The sandbox of job ``job_id`` on slot ``slot``; SUMO starts in ``config_folder`` (relative to
+        """The sandbox of job ``job_id`` as ``uid``; SUMO starts in ``config_folder`` (relative to
         the run folder, "." for its top)."""
-        uid = self.uid(slot)
         inside = job_dir(job_id)
         workdir = inside if config_folder in ("", ".") else f"{inside}/{config_folder}"
         return RunBox(uid=uid, gid=uid, run_dir=str(run_dir), stats_dir=str(stats_dir), job_dir=inside,
@@ -144,12 +156,16 @@ class Sandbox:
                         os.chmod(entry.path, 0o644, follow_symlinks=False)
 
     def check(self, sumo_binary: str, scratch: Path) -> None:
-        """A test run in the sandbox (as the uid after the pool's): SUMO starts, writes into its run
+        """A test run in the sandbox (under a leased uid, as a run): SUMO starts, writes into its run
         folder, and what it writes is the run's uid's on the host.  :class:`SandboxUnavailable` if not."""
         run_dir, stats_dir = scratch / "run", scratch / "stats"
         shutil.rmtree(scratch, ignore_errors=True)
         run_dir.mkdir(parents=True)
-        uid = self.uid(self.slots)
+        try:
+            lease = self.lease_uid()
+        except (OSError, RuntimeError) as exc:
+            raise SandboxUnavailable(f"no sandbox uid could be leased: {exc}") from None
+        uid = lease.uid
         try:
             self.hand_over(run_dir, stats_dir, uid)
             limits = Limits.for_run(memory_gi=1, cpu_request=1, deadline_seconds=PROBE_TIMEOUT, max_output_mb=16)
@@ -171,3 +187,4 @@ class Sandbox:
                 raise SandboxUnavailable(f"a test run in the sandbox wrote as uid {written.stat().st_uid}, not {uid}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            lease.release()

@@ -34,7 +34,7 @@ def runner(work_root: Path, *, slots: int = 1, uid_base: int = 1_900_000_000, ma
 
     pool = SlotPool(work_root / ".slots", slots)
     sumo = default_sumo_binary()
-    sandbox = Sandbox.discover(sumo_binary=sumo, uid_base=uid_base, slots=pool.size) if confined else None
+    sandbox = Sandbox.discover(sumo_binary=sumo, uid_base=uid_base) if confined else None
     return LocalRunner(work_root=work_root, store=None, publish=lambda event: None, slots=pool, sumo_binary=sumo,
                        limits=ArchiveLimits(1 << 30, 10_000, 1000), sandbox=sandbox, max_output_mb=max_output_mb,
                        max_log_mb=max_log_mb, prlimit=shutil.which("prlimit"))
@@ -52,9 +52,9 @@ def run_raw(run: LocalRunner, archive: bytes, config_file: str, *, memory_gi: in
     wd = run.workdir(job_id)
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         zf.extractall(wd.run_dir)   # no validation: the names are the test's own, the content is not checked
-    slot = run.slots.try_acquire()
+    slot = run.take_slot()
     assert slot is not None, "the test runner's slot is busy"
-    uid = run.sandbox.uid(slot.index) if run.sandbox is not None else None
+    uid = slot.uid
     try:
         run.hand_over(wd, slot)
         if on_start is not None:

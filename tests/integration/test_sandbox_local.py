@@ -8,7 +8,9 @@ run, no secret of the service reached the tenant, and nothing of the run is left
 """
 from __future__ import annotations
 
+
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from core.executors.local_process import pids_of_uid
+from core.executors.local_slots import UID_POOL_SIZE
 from tests.hostile.scenarios import corpus, describe, leaked_paths, listening_socket, names_an_option, secrets_in
 from tests.integration.harness import Api, long_square, wait_until
 
@@ -52,13 +55,11 @@ def hostile_stack(make_stack):
     return make_stack("hostile", **describe()[1])
 
 
-def _slot_uids(stack) -> range:
-    slots = int(stack.env.get("LOCAL_MAX_PARALLEL") or 1)
-    return range(UID_BASE, UID_BASE + slots + 1)
+SANDBOX_UIDS = range(UID_BASE, UID_BASE + UID_POOL_SIZE)   # the uids runs lease
 
 
 def _run_processes(stack) -> list[int]:
-    return [pid for uid in _slot_uids(stack) for pid in pids_of_uid(uid)]
+    return pids_of_uid(SANDBOX_UIDS)
 
 
 @pytest.mark.parametrize("name", describe()[0])
@@ -107,7 +108,7 @@ def test_a_hostile_scenario_through_the_service(name, hostile_stack, cases, list
 
 def test_each_slot_runs_as_its_own_uid_and_a_cancel_leaves_nothing(make_stack):
     """Two runs at once (two slots, two simulation worker processes) run under two different uids of
-    the slot range, not as the worker's user; cancelled, no process of either uid remains."""
+    the sandbox range, not as the worker's user; cancelled, no process of either uid remains."""
     _require_root()
     stack = make_stack("slot-uids", LOCAL_MAX_PARALLEL="2")
     stack.start_simulation_workers(name="simulations-2", threads=1)
@@ -119,23 +120,21 @@ def test_each_slot_runs_as_its_own_uid_and_a_cancel_leaves_nothing(make_stack):
 
     def sumo_uids():
         uids = set()
-        for uid in _slot_uids(stack):
-            for pid in pids_of_uid(uid):
-                try:
-                    if Path(f"/proc/{pid}/comm").read_text().strip() == "sumo":
-                        uids.add(uid)
-                except OSError:
-                    continue
+        for pid in pids_of_uid(SANDBOX_UIDS):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sumo":
+                    uids.add(os.stat(f"/proc/{pid}").st_uid)
+            except OSError:
+                continue
         return len(uids) == 2 and uids
 
-    uids = wait_until(sumo_uids, 60, "two sumo processes under two slot uids")
-    assert uids <= set(_slot_uids(stack)[:-1])
+    uids = wait_until(sumo_uids, 60, "two sumo processes under two sandbox uids")
     for job_id in jobs:
         assert api.http.delete(f"/jobs/{job_id}", headers=api.auth(tenant)).status_code == 200
     for job_id in jobs:
         assert api.wait_status(tenant, job_id, "CANCELLED", timeout=60)["status"] == "CANCELLED"
         api.wait_results(tenant, job_id)
-    assert wait_until(lambda: not _run_processes(stack), 30, "the runs' processes to end")
+    assert wait_until(lambda: not pids_of_uid(range(min(uids), max(uids) + 1)), 30, "the runs' processes to end")
 
 
 def test_ready_says_whether_simulations_are_sandboxed(stack, make_stack):

@@ -78,8 +78,10 @@ def test_the_environment_is_only_what_sumo_needs():
 
 def test_only_the_run_and_statistics_folders_and_tmp_are_writable():
     args = bwrap_args(BOX, HOST)
-    assert _pairs(args, "--bind") == [(f"{STAGE}/run", BOX.job_dir), (f"{STAGE}/stats", STATS_DIR),
-                                      (f"{STAGE}/tmp", "/tmp")]
+    assert _pairs(args, "--bind") == [(f"{STAGE}/tmp", "/tmp"), (f"{STAGE}/run", BOX.job_dir),
+                                      (f"{STAGE}/stats", STATS_DIR)]
+    # SUMO's install is placed after /tmp: one that lives under /tmp (a test's stand-in) stays visible.
+    assert args.index(f"{STAGE}/tmp") < args.index(f"{STAGE}/sumo0")
     ro = dict((dest, src) for src, dest in _pairs(args, "--ro-bind"))
     assert ro == {"/usr": "/usr", "/etc/ld.so.cache": "/etc/ld.so.cache",
                   "/venv/site-packages/sumo": f"{STAGE}/sumo0",
@@ -121,11 +123,33 @@ def test_unconfined_runs_get_rlimits_and_a_clean_environment():
     assert env["HOME"] == "/data/work/j1/run" and "ADMIN_KEY" not in env and "DATABASE_URL" not in env
 
 
-def test_each_slot_has_its_own_uid_and_the_check_one_after_the_pool():
-    sandbox = Sandbox(tools=TOOLS, host=HOST, uid_base=5000, slots=3)
-    box = sandbox.box(slot=2, job_id="j", run_dir=Path("/r"), stats_dir=Path("/s"), config_folder=".", limits=LIMITS)
-    assert (box.uid, box.gid, box.workdir) == (5002, 5002, job_dir("j"))
-    assert {sandbox.uid(i) for i in range(3)} == {5000, 5001, 5002} and sandbox.uid(3) == 5003
+def test_sumo_finds_the_wheels_proj_data_sandboxed_or_not():
+    """Without PROJ_DATA a geo-referenced network (bologna-acosta) logs "Cannot find proj.db"."""
+    from core.executors.local import default_sumo_binary
+    from core.executors.sandbox import sandbox_env
+    from core.executors.sandbox_host import host_view
+
+    view = host_view(default_sumo_binary())
+    for env in (sandbox_env(view, "/jobs/j1"), unconfined_env(view.sumo_home, "/data/work/j1/run")):
+        assert env["PROJ_DATA"] == env["PROJ_LIB"] == f"{view.sumo_home}/data/proj"
+    assert "PROJ_DATA" not in unconfined_env("/no/such/sumo", "/run")
+
+
+def test_every_run_leases_a_uid_of_its_own_machine_wide(tmp_path):
+    """Two services on one machine (two slot pools) never give two runs one uid: the leases are the machine's."""
+    from core.executors.local_slots import UidPool
+
+    first, second = UidPool(5000, 3, tmp_path), UidPool(5000, 3, tmp_path)  # two services, one folder
+    a, b, c = first.try_acquire(), second.try_acquire(), first.try_acquire()
+    assert sorted(lease.uid for lease in (a, b, c)) == [5000, 5001, 5002]
+    assert second.try_acquire() is None
+    b.release()
+    again = first.try_acquire()
+    assert again.uid == 5001
+    sandbox = Sandbox(tools=TOOLS, host=HOST, uids=first)
+    box = sandbox.box(uid=again.uid, job_id="j", run_dir=Path("/r"), stats_dir=Path("/s"), config_folder=".",
+                      limits=LIMITS)
+    assert (box.uid, box.gid, box.workdir) == (5001, 5001, job_dir("j"))
 
 
 def test_sumo_layout_of_the_wheel_binds_its_two_folders(tmp_path):
