@@ -8,7 +8,6 @@ run, no secret of the service reached the tenant, and nothing of the run is left
 """
 from __future__ import annotations
 
-
 import json
 import os
 import sys
