@@ -62,3 +62,33 @@ def request_violation(limits: Limits, cpu: int, memory_gi: int) -> str | None:
     if memory_gi > limits.max_memory_gi:
         return f"memory_gi {memory_gi} exceeds the tenant's max_memory_gi limit of {limits.max_memory_gi}"
     return None
+
+
+def queue_violation(queued: int, max_queued: int) -> str | None:
+    """Why one more QUEUED job does not fit, or None."""
+    if queued < max_queued:
+        return None
+    return (f"the tenant has {queued} QUEUED jobs, the most MAX_QUEUED_JOBS_PER_TENANT ({max_queued}) allows; "
+            "submit again once some have started, or cancel some")
+
+
+def storage_violation(stored_bytes: int, adding: int, max_stored_bytes: int) -> str | None:
+    """Why storing ``adding`` more bytes passes the tenant's max_stored_gb limit, or None."""
+    if stored_bytes + adding <= max_stored_bytes:
+        return None
+    return (f"storing this upload ({adding} bytes) would pass the tenant's max_stored_gb limit of "
+            f"{gigabytes(max_stored_bytes)} GB ({max_stored_bytes} bytes): {stored_bytes} bytes of inputs, results and "
+            "logs are stored; delete finished jobs' data (DELETE /jobs/{id}/data) or ask for a higher limit")
+
+
+GB = 10**9
+
+
+def gigabytes(n_bytes: int) -> float:
+    """Bytes as GB (10^9), as the limit is set; rounded to what a person reads."""
+    return float(f"{n_bytes / GB:.6g}")
+
+
+def stored_bytes_limit(gb: float) -> int:
+    """The byte count a max_stored_gb value stands for."""
+    return max(1, round(gb * GB))

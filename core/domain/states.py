@@ -110,6 +110,7 @@ class JobState:
     error: str | None = None
     pending_reason: str | None = None
     outcome: JobStatus | None = None  # while COLLECTING: the terminal state it reaches once collected
+    status_since: datetime | None = None  # when the job entered its status (a new pending_reason keeps it)
     changes: dict = field(default_factory=dict, compare=False)
 
 
@@ -182,3 +183,42 @@ def cancel(state: JobState, at: datetime) -> JobState | None:
     changes = {"status": JobStatus.CANCELLED, "finished_at": at, "pending_reason": None, "error": "cancelled by the tenant"}
     return replace(state, **changes, changes=changes)
 
+
+def expire_pending(state: JobState, now: datetime, timeout_seconds: float) -> JobState | None:
+    """PENDING for longer than ``timeout_seconds`` (since it became PENDING, whatever its reasons since) →
+    FAILED with the reason it waited for; None while within the timeout, or for a job in another state.
+
+    The caller decides which executors' waits time out at all (a wait for a free local slot resolves by
+    itself).  FAILED at once, not COLLECTING: nothing ran, so there is nothing to collect.
+    """
+    if state.status is not JobStatus.PENDING or state.status_since is None:
+        return None
+    if (now - state.status_since).total_seconds() <= timeout_seconds:
+        return None
+    why = state.pending_reason or "no reason given by the executor"
+    changes = {
+        "status": JobStatus.FAILED,
+        "finished_at": now,
+        "pending_reason": None,
+        "error": f"PENDING for more than PENDING_TIMEOUT_SECONDS ({timeout_seconds:g} s), waiting for: {why}",
+    }
+    return replace(state, **changes, changes=changes)
+
+
+def expire_collecting(state: JobState, now: datetime, timeout_seconds: float, why: str | None) -> JobState | None:
+    """The end of a collection that did not succeed within ``timeout_seconds`` of the job's last status change:
+    COLLECTING → FAILED, saying how the run ended and ``why`` its results could not be stored; a finished job
+    still waiting for its log (a cancelled one) keeps its status and its error says the log is lost.  None
+    while within the timeout, or for a job that is not waiting for a collection."""
+    if not state.status.run_over or state.status_since is None:
+        return None
+    if (now - state.status_since).total_seconds() <= timeout_seconds:
+        return None
+    within = f"within COLLECT_TIMEOUT_SECONDS ({timeout_seconds:g} s): {why or 'no collection succeeded'}"
+    if state.status is JobStatus.COLLECTING:
+        ran = (state.outcome or JobStatus.FAILED).value
+        note, changes = f"the run ended {ran}, but its results could not be stored {within}", {"status": JobStatus.FAILED}
+    else:
+        note, changes = f"its log could not be stored {within}", {}
+    changes["error"] = "\n".join(p for p in (state.error, note) if p)
+    return replace(state, **changes, changes=changes)

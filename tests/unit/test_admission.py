@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from core.domain.admission import Candidate, Limits, Usage, request_violation, select_admissible
+from core.domain.admission import (
+    Candidate,
+    Limits,
+    Usage,
+    gigabytes,
+    queue_violation,
+    request_violation,
+    select_admissible,
+    storage_violation,
+    stored_bytes_limit,
+)
 
 LIMITS = Limits(max_cpu=8, max_memory_gi=16, max_concurrent_jobs=4)
 
@@ -129,3 +139,28 @@ def test_request_over_both_names_cpu_first():
 def test_violating_request_is_never_admissible(cpu, mem):
     assert request_violation(LIMITS, cpu, mem) is not None
     assert select_admissible(LIMITS, Usage(), [c("x", cpu, mem)]) == []
+
+
+# ----------------------------------------------------------------- the queue and the stored bytes
+
+
+def test_queue_has_room_below_its_limit_only():
+    assert queue_violation(0, 500) is None
+    assert queue_violation(499, 500) is None
+    refusal = queue_violation(500, 500)
+    assert "500 QUEUED" in refusal and "MAX_QUEUED_JOBS_PER_TENANT (500)" in refusal
+
+
+def test_stored_bytes_up_to_the_limit_inclusive():
+    assert storage_violation(0, 100, 100) is None
+    assert storage_violation(60, 40, 100) is None
+    refusal = storage_violation(61, 40, 100)
+    assert "max_stored_gb" in refusal and "(100 bytes)" in refusal and "61 bytes" in refusal and "(40 bytes)" in refusal
+    assert "DELETE /jobs/{id}/data" in refusal
+
+
+def test_gigabytes_round_trip():
+    assert stored_bytes_limit(50) == 50 * 10**9
+    assert gigabytes(stored_bytes_limit(0.5)) == 0.5
+    assert gigabytes(12_345) == 1.2345e-05
+    assert stored_bytes_limit(1e-12) == 1, "a limit is never 0 bytes"

@@ -18,6 +18,8 @@ from core.domain.states import (
     apply_event,
     cancel,
     collected,
+    expire_collecting,
+    expire_pending,
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -295,3 +297,65 @@ def test_cancel_finished_is_noop(current):
 
 def test_changes_are_not_part_of_equality():
     assert JobState(S.RUNNING, changes={"a": 1}) == JobState(S.RUNNING)
+
+
+# ----------------------------------------------------------------- timeouts
+
+
+def test_pending_past_its_timeout_fails_with_what_it_waited_for():
+    pending = state(S.PENDING, status_since=T0, pending_reason="ImagePullBackOff: Back-off pulling image x")
+    assert expire_pending(pending, T0 + timedelta(seconds=900), 900) is None, "at the timeout it still waits"
+    new = expire_pending(pending, T0 + timedelta(seconds=901), 900)
+    assert new.status is S.FAILED and new.finished_at == T0 + timedelta(seconds=901) and new.pending_reason is None
+    assert new.error == ("PENDING for more than PENDING_TIMEOUT_SECONDS (900 s), waiting for: "
+                         "ImagePullBackOff: Back-off pulling image x")
+    assert set(new.changes) == {"status", "finished_at", "pending_reason", "error"}
+
+
+def test_pending_timeout_counts_from_when_it_became_pending_not_from_its_latest_reason():
+    pending = state(S.PENDING, status_since=T0, pending_reason="PodInitializing: unpacking the scenario")
+    newer = apply_event(pending, ev(S.PENDING, at=T0 + timedelta(seconds=899), reason="Unschedulable: 0/1 nodes"))
+    assert newer.status_since == T0 and "status_since" not in newer.changes
+    assert "Unschedulable" in expire_pending(newer, T0 + timedelta(seconds=901), 900).error
+
+
+def test_pending_without_a_reason_says_so():
+    assert "no reason given" in expire_pending(state(S.PENDING, status_since=T0), T2, 1).error
+
+
+@pytest.mark.parametrize("current", [s for s in ALL if s is not S.PENDING])
+def test_only_pending_jobs_time_out_pending(current):
+    assert expire_pending(state(current, status_since=T0), T0 + timedelta(days=1), 1) is None
+
+
+def test_pending_with_unknown_start_never_times_out():
+    assert expire_pending(state(S.PENDING), T2, 1) is None
+
+
+def test_collecting_past_its_timeout_fails_naming_the_run_and_why():
+    collecting = state(S.COLLECTING, status_since=T0, outcome=S.SUCCEEDED)
+    assert expire_collecting(collecting, T0 + timedelta(seconds=60), 60, "boom") is None
+    new = expire_collecting(collecting, T0 + timedelta(seconds=61), 60, "StoreUnavailable: the object store is away")
+    assert new.status is S.FAILED
+    assert new.error == ("the run ended SUCCEEDED, but its results could not be stored within COLLECT_TIMEOUT_SECONDS "
+                         "(60 s): StoreUnavailable: the object store is away")
+
+
+def test_a_failed_run_keeps_its_error_and_adds_the_collection_s():
+    collecting = state(S.COLLECTING, status_since=T0, outcome=S.FAILED, error="sumo exited with code 1")
+    new = expire_collecting(collecting, T2, 1, None)
+    assert new.error.startswith("sumo exited with code 1\nthe run ended FAILED")
+    assert new.error.endswith("no collection succeeded")
+
+
+def test_a_cancelled_job_whose_log_never_came_keeps_its_status():
+    cancelled = state(S.CANCELLED, status_since=T0, error="cancelled by the tenant")
+    new = expire_collecting(cancelled, T2, 1, "CannotCollectYet: no room")
+    assert new.status is S.CANCELLED and new.changes == {
+        "error": "cancelled by the tenant\nits log could not be stored within COLLECT_TIMEOUT_SECONDS (1 s): "
+                 "CannotCollectYet: no room"}
+
+
+@pytest.mark.parametrize("current", BEFORE_RUN_END)
+def test_a_job_still_running_has_no_collection_to_time_out(current):
+    assert expire_collecting(state(current, status_since=T0), T0 + timedelta(days=1), 1, None) is None
