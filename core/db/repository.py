@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from core.db.tables import jobs, tenants
+from core.db.tables import jobs, tenant_usage, tenants
 from core.domain.admission import Candidate, Usage
 from core.domain.states import ACTIVE, TERMINAL, JobStatus
 
@@ -27,27 +27,43 @@ RUN_OVER_VALUES = [s.value for s in JobStatus if s.run_over]
 
 # Built once: the hot paths (submission, authentication of every request, polling) only bind parameters;
 # building a statement per call cost about a quarter of a simple read's CPU.
-# A new job goes in only while the key it was submitted with is still its tenant's and it fits
-# the tenant's per-job limits: the submission may have authenticated from memory
-# (core.services.recent_keys), and here PostgreSQL decides.  RETURNING only the id: the caller
-# has every value it inserted, and converting the whole row back (30 columns, JSON ones
-# included) cost a fifth of the insert's CPU.
+# A new job goes in only while the key it was submitted with is still its tenant's, it fits the tenant's
+# per-job limits, the tenant has room in its queue (MAX_QUEUED_JOBS_PER_TENANT) and its stored bytes stay
+# within max_stored_bytes: the submission may have authenticated from memory (core.services.recent_keys),
+# and here PostgreSQL decides.  The gate is an UPDATE of the tenant's usage row that also counts the job in
+# (one QUEUED job more, its input's bytes): concurrent submissions of a tenant take turns on that row, and
+# each sees the counts the one before it committed, so exactly the limit gets in.  No ON CONFLICT: a
+# duplicate idempotency key fails the whole statement, so the counts are not bumped for a job that did not
+# go in.  RETURNING only the id: the caller has every value it inserted, and converting the whole row back
+# (30 columns, JSON ones included) cost a fifth of the insert's CPU.
 NEW_JOB_COLUMNS = ("job_id", "tenant_id", "scenario_id", "status", "cpu_request", "memory_gi", "config_file", "input_key",
-                   "input_size", "idempotency_key", "submitted_at", "last_dispatch_at", "updated_at")
+                   "input_size", "idempotency_key", "submitted_at", "last_dispatch_at", "updated_at", "status_since")
+IDEMPOTENCY_CONSTRAINT = "uq_jobs_tenant_idempotency_key"
+# A parameter named like a column of the UPDATEd table (tenant_usage.tenant_id) would become a SET of that
+# column: the tenant id is bound under another name.
+_BIND = {"tenant_id": "owner_id"}
+_GATE = (
+    sa.update(tenant_usage)
+    .where(
+        tenant_usage.c.tenant_id == tenants.c.tenant_id,
+        tenants.c.tenant_id == sa.bindparam("owner_id"),
+        tenants.c.api_key_hash == sa.bindparam("key_hash"),
+        tenants.c.max_cpu >= sa.bindparam("cpu_request"),
+        tenants.c.max_memory_gi >= sa.bindparam("memory_gi"),
+        tenant_usage.c.queued_jobs < sa.bindparam("max_queued"),
+        tenant_usage.c.stored_bytes + sa.bindparam("input_size", type_=sa.BigInteger) <= tenants.c.max_stored_bytes,
+    )
+    .values(queued_jobs=tenant_usage.c.queued_jobs + 1,
+            stored_bytes=tenant_usage.c.stored_bytes + sa.bindparam("input_size", type_=sa.BigInteger))
+    .returning(tenant_usage.c.tenant_id)
+    .cte("gate")
+)
 _INSERT_JOB = (
     pg_insert(jobs)
     .from_select(
         NEW_JOB_COLUMNS,
-        sa.select(*(sa.cast(sa.bindparam(c), jobs.c[c].type) for c in NEW_JOB_COLUMNS)).where(
-            sa.exists().where(
-                tenants.c.tenant_id == sa.bindparam("tenant_id"),
-                tenants.c.api_key_hash == sa.bindparam("key_hash"),
-                tenants.c.max_cpu >= sa.bindparam("cpu_request"),
-                tenants.c.max_memory_gi >= sa.bindparam("memory_gi"),
-            )
-        ),
+        sa.select(*(sa.cast(sa.bindparam(_BIND.get(c, c)), jobs.c[c].type) for c in NEW_JOB_COLUMNS)).select_from(_GATE),
     )
-    .on_conflict_do_nothing()
     .returning(jobs.c.job_id)
 )
 _TENANT_BY_KEY_HASH = sa.select(tenants).where(tenants.c.api_key_hash == sa.bindparam("key_hash"))
@@ -197,10 +213,23 @@ class JobRepository:
         self.conn = conn
 
     # -- writes ----------------------------------------------------------------
-    def add(self, row: dict, key_hash: str) -> bool:
-        """Insert a job (``row`` holds :data:`NEW_JOB_COLUMNS`); False when (tenant, idempotency_key) already
-        names one, or when ``key_hash`` is no longer the tenant's key, or the job exceeds its per-job limits."""
-        return self.conn.execute(_INSERT_JOB, {**row, "key_hash": key_hash}).first() is not None
+    def add(self, row: dict, key_hash: str, max_queued: int) -> str:
+        """Insert a job (``row`` holds :data:`NEW_JOB_COLUMNS`) and count it in its tenant's usage.
+
+        Returns ``"inserted"``; ``"refused"`` when ``key_hash`` is no longer the tenant's key, or the job
+        exceeds its per-job limits, or the tenant's queue is full (``max_queued``), or its input would pass
+        the tenant's stored bytes; ``"duplicate"`` when (tenant, idempotency_key) already names a job.
+        """
+        params = {_BIND.get(k, k): v for k, v in row.items()}
+        params.update(key_hash=key_hash, max_queued=max_queued)
+        try:
+            inserted = self.conn.execute(_INSERT_JOB, params).first()
+        except sa.exc.IntegrityError as exc:
+            if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != IDEMPOTENCY_CONSTRAINT:
+                raise
+            self.conn.rollback()  # the statement failed whole: nothing was counted
+            return "duplicate"
+        return "inserted" if inserted is not None else "refused"
 
     def update(self, job_id: str, changes: dict, now: datetime) -> None:
         self.update_many([job_id], changes, now)
@@ -210,6 +239,7 @@ class JobRepository:
         values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
         if "status" in values:
             values["dispatch_attempts"] = 0  # it moved: the next stall starts a fresh backoff
+            values["status_since"] = now
         values["updated_at"] = now
         columns = tuple(sorted(values))
         params = {f"new_{column}": values[column] for column in columns}

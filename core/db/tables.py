@@ -20,8 +20,23 @@ tenants = sa.Table(
     sa.Column("max_cpu", sa.Integer, nullable=False),
     sa.Column("max_memory_gi", sa.Integer, nullable=False),
     sa.Column("max_concurrent_jobs", sa.Integer, nullable=False),
+    # Most bytes of inputs, results and logs the tenant may keep in the store (tenant_usage.stored_bytes).
+    sa.Column("max_stored_bytes", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# What a tenant uses that a submission must not pass, kept as counters updated in the same transaction as
+# what changes them: a submission's insert (core.db.repository) checks and bumps them in one statement, so
+# concurrent submissions take turns on this row and never both take the last place.  A row of its own, not
+# columns of ``tenants``: admission locks the tenant row for its decision, and submissions must not wait for that.
+tenant_usage = sa.Table(
+    "tenant_usage",
+    metadata,
+    sa.Column("tenant_id", sa.Text, sa.ForeignKey("tenants.tenant_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("queued_jobs", sa.Integer, nullable=False, server_default="0"),
+    # Inputs not yet deleted (jobs.input_size) plus collected results and logs not yet deleted (jobs.result_size).
+    sa.Column("stored_bytes", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 jobs = sa.Table(
@@ -50,6 +65,18 @@ jobs = sa.Table(
     sa.Column("result_files", JSONB),
     sa.Column("results_collected_at", sa.DateTime(timezone=True)),
     sa.Column("log_archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Bytes of the collected results and log (counted in tenant_usage.stored_bytes until deleted).
+    sa.Column("result_size", sa.BigInteger, nullable=False, server_default="0"),
+    # Why the last collection attempt could not store the results (named when COLLECT_TIMEOUT_SECONDS ends it).
+    sa.Column("collect_error", sa.Text),
+    # When the input archive, and the results and log, were deleted (by retention or DELETE /jobs/{id}/data),
+    # and when the tenant asked for the deletion of all of it.
+    sa.Column("input_deleted_at", sa.DateTime(timezone=True)),
+    sa.Column("results_deleted_at", sa.DateTime(timezone=True)),
+    sa.Column("data_deleted_at", sa.DateTime(timezone=True)),
+    # When the job entered its current status (a new pending_reason keeps it): the clock of the PENDING and
+    # COLLECTING timeouts.
+    sa.Column("status_since", sa.DateTime(timezone=True)),
     # When a message that should move this job on was last sent; the sweeper re-sends past a grace period.
     sa.Column("last_dispatch_at", sa.DateTime(timezone=True), nullable=False),
     # How often the sweeper re-sent it since the job last moved: each re-send waits twice as long,
@@ -85,4 +112,18 @@ collected_files = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("sha256", sa.Text, nullable=False),
     sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The sweeper's timeouts and retention (small sets: partial indexes).
+sa.Index("ix_jobs_pending_since", jobs.c.status_since, postgresql_where=jobs.c.status == "PENDING")
+sa.Index("ix_jobs_collecting_since", jobs.c.status_since, postgresql_where=jobs.c.status == "COLLECTING")
+sa.Index(
+    "ix_jobs_input_retention",
+    jobs.c.finished_at,
+    postgresql_where=sa.and_(jobs.c.input_deleted_at.is_(None), jobs.c.status.in_(["SUCCEEDED", "FAILED", "CANCELLED"])),
+)
+sa.Index(
+    "ix_jobs_result_retention",
+    jobs.c.results_collected_at,
+    postgresql_where=sa.and_(jobs.c.results_deleted_at.is_(None), jobs.c.results_collected_at.isnot(None)),
 )

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 from core.db.repository import JobRepository, TenantRepository
 from core.db.uploads import UploadRepository
+from core.db.sweeps import SweepRepository
+from core.db.usage import UsageRepository
 from core.unavailable import Unavailable
 
 
@@ -50,6 +52,8 @@ class UnitOfWork:
         self.tenants = TenantRepository(conn)
         self.jobs = JobRepository(conn)
         self.uploads = UploadRepository(conn)
+        self.usage = UsageRepository(conn)
+        self.sweeps = SweepRepository(conn)
 
 
 UnitOfWorkFactory = Callable[[], ContextManager[UnitOfWork]]
