@@ -70,6 +70,8 @@ def create_app() -> FastAPI:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if getattr(exc, "retry_after", None):  # TooManyRequests: when waiting lifts the limit
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(ScenarioError)

@@ -6,9 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core.domain.admission import gigabytes
 from core.domain.tenants import TENANT_ID_PATTERN
 
 LIMIT = dict(ge=1, le=10_000)
+STORED_GB = dict(gt=0, le=1_000_000)
 
 
 class TenantCreate(BaseModel):
@@ -16,12 +18,15 @@ class TenantCreate(BaseModel):
     max_cpu: int | None = Field(None, description="Default: DEFAULT_MAX_CPU", **LIMIT)
     max_memory_gi: int | None = Field(None, description="Default: DEFAULT_MAX_MEMORY_GI", **LIMIT)
     max_concurrent_jobs: int | None = Field(None, description="Default: MAX_CONCURRENT_JOBS_PER_TENANT", **LIMIT)
+    max_stored_gb: float | None = Field(None, description="Most GB (10^9 bytes) of inputs, results and logs kept; "
+                                                          "default: DEFAULT_MAX_STORED_GB", **STORED_GB)
 
 
 class TenantPatch(BaseModel):
     max_cpu: int | None = Field(None, **LIMIT)
     max_memory_gi: int | None = Field(None, **LIMIT)
     max_concurrent_jobs: int | None = Field(None, **LIMIT)
+    max_stored_gb: float | None = Field(None, **STORED_GB)
 
 
 class RegenerateKey(BaseModel):
@@ -34,6 +39,8 @@ class Tenant(BaseModel):
     max_cpu: int
     max_memory_gi: int
     max_concurrent_jobs: int
+    max_stored_gb: float = Field(..., description="Most GB (10^9 bytes) of inputs, results and logs the tenant keeps "
+                                                  "(a submission past it: 413)")
     created_at: datetime
 
 
@@ -71,6 +78,12 @@ class Job(BaseModel):
     queue_position: int | None = None
     pending_reason: str | None
     kpis: dict[str, Any] | None
+    input_deleted_at: datetime | None = Field(None, description="When the input archive was deleted (retention: "
+                                                                "INPUT_RETENTION_DAYS, or DELETE /jobs/{id}/data)")
+    results_deleted_at: datetime | None = Field(None, description="When the results and log were deleted (retention: "
+                                                                  "RESULT_RETENTION_DAYS, or DELETE /jobs/{id}/data)")
+    data_deleted_at: datetime | None = Field(None, description="When the tenant deleted all of the job's data "
+                                                               "(DELETE /jobs/{id}/data)")
 
 
 class AdminJob(Job):
@@ -105,6 +118,7 @@ class Results(BaseModel):
     storage_type: str
     collected: bool
     files: list[ResultFile]
+    results_deleted_at: datetime | None = Field(None, description="When the results were deleted (nothing is listed then)")
 
 
 class Error(BaseModel):
@@ -123,4 +137,6 @@ def job_json(row: dict, admin: bool = False) -> dict:
 
 
 def tenant_json(row: dict) -> dict:
-    return {name: row[name] for name in Tenant.model_fields}
+    out = {name: row.get(name) for name in Tenant.model_fields}
+    out["max_stored_gb"] = gigabytes(row["max_stored_bytes"])
+    return out

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     default_max_memory_gi: int = Field(16, ge=1, description="Default max_memory_gi of a new tenant.")
     max_log_streams_per_tenant: int = Field(8, ge=1, description="Most log streams (`GET /jobs/{id}/logs/stream`) a tenant may have open at once, counted in Redis over every API worker; the next one is refused with 429 and Retry-After.")
     log_stream_heartbeat_seconds: float = Field(10.0, gt=0, description="How often an open log stream renews its place in that count; a place not renewed for 3 times this long (its API worker crashed) stops counting.")
+    default_max_stored_gb: float = Field(50.0, gt=0, description="Default max_stored_gb of a new tenant: the most bytes (1 GB = 10^9) its inputs, results and logs may take in the store; a submission that would pass it is refused with 413.")
+    max_queued_jobs_per_tenant: int = Field(500, ge=1, description="Most QUEUED jobs a tenant may have; a submission past it is refused with 429 and Retry-After.")
+    submit_rate_per_second: float = Field(20.0, ge=0, description="Submissions (POST /jobs) per second a tenant may sustain, counted in Redis over every API worker; past it (and SUBMIT_BURST) 429 with Retry-After. 0: no limit.")
+    submit_burst: int = Field(100, ge=1, description="Submissions a tenant may send at once above SUBMIT_RATE_PER_SECOND (the token bucket's size).")
 
     # -- execution ------------------------------------------------------------
     executor: Literal["local", "kubernetes"] = Field("local", description="Where simulations run.")
@@ -104,6 +108,11 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper looks for lost messages.")
     sweep_grace_seconds: float = Field(15.0, gt=0, description="Age of a job without progress since its last message before the sweeper re-sends it (QUEUED, ADMITTED; with EXECUTOR=local also PENDING and RUNNING); doubles per re-send, up to 64 times.")
     redis_heartbeat_timeout_ms: int = Field(15000, ge=1000, description="After this long a dead worker's messages are re-delivered.")
+    pending_timeout_seconds: float = Field(900.0, gt=0, description="With EXECUTOR=kubernetes, a job PENDING this long (counted from when it became PENDING, whatever its reason since: unschedulable, an image that cannot be pulled, quota refusals) is FAILED with that reason, stopped, and frees its quota. The local executor's wait for a free simulation slot never times out.")
+    collect_timeout_seconds: float = Field(3600.0, gt=0, description="A job COLLECTING this long (its run ended, its results could not be stored) is FAILED naming why.")
+    input_retention_days: float = Field(30.0, ge=0, description="Days a finished job's input archive is kept (from its end); then the sweeper deletes it and the job's input_deleted_at says when. 0: kept until DELETE /jobs/{id}/data.")
+    result_retention_days: float = Field(90.0, ge=0, description="Days a finished job's results and log are kept (from their collection); then the sweeper deletes them and the job's results_deleted_at says when. 0: kept until DELETE /jobs/{id}/data.")
+    retention_batch: int = Field(200, ge=1, description="Most inputs, and most result sets, the sweeper deletes per pass (it passes every SWEEP_INTERVAL_SECONDS).")
 
     @field_validator("admin_key")
     @classmethod

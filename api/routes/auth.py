@@ -18,7 +18,8 @@ router = APIRouter(prefix="/auth", tags=["tenants"])
 @router.post("/register", status_code=201, response_model=TenantWithKey)
 async def register(body: TenantCreate, _: Caller = Depends(admin_only), ctx: Context = Depends(context)):
     row, api_key = await threads.run(
-        tenants.register, ctx, body.tenant_id, body.max_cpu, body.max_memory_gi, body.max_concurrent_jobs
+        tenants.register, ctx, body.tenant_id, body.max_cpu, body.max_memory_gi, body.max_concurrent_jobs,
+        body.max_stored_gb,
     )
     return {**tenant_json(row), "api_key": api_key}
 

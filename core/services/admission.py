@@ -36,6 +36,7 @@ def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
         if admitted:  # every candidate is QUEUED (locked above): one transition, one statement for all
             state = admit(JobState(JobStatus.QUEUED), now)
             uow.jobs.update_many(admitted, {**state.changes, "last_dispatch_at": now}, now)
+            uow.usage.change(tenant_id, queued=-len(admitted))  # they left the queue (MAX_QUEUED_JOBS_PER_TENANT)
     if admitted:  # one line per pass: under load a pass admits several jobs
         log.info("admitted %d job(s) for %s: %s", len(admitted), tenant_id, " ".join(admitted))
         ctx.bus.best_effort(ctx.bus.start_jobs, admitted)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 from core.db.uow import sql_single_statement, sql_unit_of_work
 from core.executors.base import Executor, JobSpec
+from core.rate_limit import RateLimiter, token_bucket
 from core.scenario import ArchiveLimits
 from core.services.recent_keys import RecentKeys
 from core.settings import Settings
@@ -74,6 +75,12 @@ class Context:
     def recent_keys(self) -> RecentKeys:
         """Keys this process verified lately (used by submissions only, see core.services.recent_keys)."""
         return RecentKeys(self.settings.key_cache_seconds)
+
+    @cached_property
+    def submission_rate(self) -> RateLimiter:
+        """Submissions per tenant and second (SUBMIT_RATE_PER_SECOND, SUBMIT_BURST), counted in the bus's Redis."""
+        return token_bucket(self.settings.submit_rate_per_second, self.settings.submit_burst, "submit",
+                            lambda: self.bus.broker.client)
 
     def job_spec(self, job: dict, namespace: str) -> JobSpec:
         return JobSpec(

@@ -32,3 +32,26 @@ class Invalid(ServiceError):
 
 class Forbidden(ServiceError):
     status_code = 403
+
+
+class PayloadTooLarge(ServiceError):
+    """What the request would store passes a limit (the tenant's max_stored_gb)."""
+
+    status_code = 413
+
+
+class Gone(ServiceError):
+    """What was asked for existed and was deleted (DELETE /jobs/{id}/data, retention)."""
+
+    status_code = 410
+
+
+class TooManyRequests(ServiceError):
+    """A limit that waiting lifts (a full queue, the submission rate): ``retry_after`` seconds, for the
+    ``Retry-After`` header."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))

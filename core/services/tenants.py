@@ -1,6 +1,7 @@
 """Tenant registration, keys and limits."""
 from __future__ import annotations
 
+from core.domain.admission import stored_bytes_limit
 from core.domain.tenants import InvalidTenantId, hash_api_key, namespace_for, new_api_key, validate_tenant_id
 from core.services import admission
 from core.clock import utcnow
@@ -9,9 +10,11 @@ from core.services.errors import Conflict, Invalid, NotFound
 
 
 def register(
-    ctx: Context, tenant_id: str, max_cpu: int | None, max_memory_gi: int | None, max_concurrent_jobs: int | None
+    ctx: Context, tenant_id: str, max_cpu: int | None, max_memory_gi: int | None, max_concurrent_jobs: int | None,
+    max_stored_gb: float | None = None,
 ) -> tuple[dict, str]:
-    """Create a tenant (unset limits take the settings' defaults); returns its row and its API key (shown once, stored hashed)."""
+    """Create a tenant (unset limits take the settings' defaults) and its usage counters; returns its row and
+    its API key (shown once, stored hashed)."""
     try:
         validate_tenant_id(tenant_id, ctx.settings.controller_namespace)
     except InvalidTenantId as exc:
@@ -27,10 +30,13 @@ def register(
                 "max_cpu": max_cpu or ctx.settings.default_max_cpu,
                 "max_memory_gi": max_memory_gi or ctx.settings.default_max_memory_gi,
                 "max_concurrent_jobs": max_concurrent_jobs or ctx.settings.max_concurrent_jobs_per_tenant,
+                "max_stored_bytes": stored_bytes_limit(max_stored_gb or ctx.settings.default_max_stored_gb),
                 "created_at": now,
                 "updated_at": now,
             }
         )
+        if row is not None:
+            uow.usage.create(tenant_id)
     if row is None:
         raise Conflict(f"tenant {tenant_id!r} already exists")
     ctx.bus.best_effort(ctx.bus.reconcile_tenant, tenant_id)  # the API never talks to the executor itself
@@ -48,7 +54,11 @@ def regenerate_key(ctx: Context, tenant_id: str) -> tuple[dict, str]:
 
 
 def update_limits(ctx: Context, tenant_id: str, changes: dict) -> dict:
-    """Change limits; the reconcile that follows applies them to the executor, then asks admission to look again."""
+    """Change limits (``max_stored_gb`` is kept in bytes); the reconcile that follows applies them to the
+    executor, then asks admission to look again."""
+    changes = dict(changes)
+    if changes.get("max_stored_gb") is not None:
+        changes["max_stored_bytes"] = stored_bytes_limit(changes.pop("max_stored_gb"))
     with ctx.uow() as uow:
         row = uow.tenants.update(tenant_id, changes, utcnow()) if changes else uow.tenants.get(tenant_id)
     if row is None:
