@@ -15,7 +15,7 @@ from api import forms, threads
 from api.deps import Caller, context, submitting_tenant, tenant_only
 from api.schemas import Job, JobAccepted, JobList, JobLogs, Results, job_json
 from core.domain.states import JobStatus
-from core.services import lifecycle, logs, queries, results, submission
+from core.services import lifecycle, logs, queries, results, retention, submission
 from core.services.context import Context
 from core.unavailable import Unavailable
 
@@ -24,7 +24,14 @@ STREAM_POLL_SECONDS = 0.25
 STATUS_VALUES = "|".join(s.value for s in JobStatus)
 
 
-@router.post("/jobs", status_code=202, response_model=JobAccepted, openapi_extra=forms.OPENAPI)
+SUBMIT_REFUSALS = {
+    413: {"description": "The upload exceeds MAX_FILE_SIZE_MB, or storing it would pass the tenant's max_stored_gb"},
+    429: {"description": "The tenant submits faster than SUBMIT_RATE_PER_SECOND, or has MAX_QUEUED_JOBS_PER_TENANT "
+                         "jobs QUEUED; repeat after Retry-After seconds"},
+}
+
+
+@router.post("/jobs", status_code=202, response_model=JobAccepted, openapi_extra=forms.OPENAPI, responses=SUBMIT_REFUSALS)
 async def submit_job(
     request: Request,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
@@ -35,7 +42,7 @@ async def submit_job(
     form, archive = await forms.read_job_form(request)
     with archive:  # spooled: in memory up to 1 MiB, else a temporary file
         wanted = submission.Submission(form.scenario_id, form.cpu_request, form.memory_gi, form.config_file or None, idempotency_key or None)
-        row, created = await threads.run(submission.submit, ctx, caller.tenant, archive, wanted)
+        row, created = await threads.run_submission(submission.submit, ctx, caller.tenant, archive, wanted)
     # A replayed Idempotency-Key answers with the existing job as it is now.
     body = {"job_id": str(row["job_id"]), "status": row["status"], "config_file": row["config_file"]}
     headers = {"Location": f"/jobs/{row['job_id']}"}
@@ -212,3 +219,12 @@ def _status_payload(job: dict) -> dict:
 
 def _jsonable(data: dict) -> dict:
     return jsonable_encoder(data)
+
+
+@router.delete("/jobs/{job_id}/data", response_model=Job, responses={
+    409: {"description": "The job has not finished (the detail names its state)"}})
+async def delete_job_data(job_id: uuid.UUID, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
+    """Delete a finished job's input, results and log wherever they are kept; the job's row stays and says when
+    (``data_deleted_at``).  Its log and result downloads then answer 410.  Repeating it is harmless."""
+    row = await threads.run(retention.delete_job_data, ctx, caller.tenant_id, str(job_id))
+    return job_json(row)

@@ -12,6 +12,7 @@ from core.executors.base import CannotCollectYet, StillRunning
 from core.results import parse_statistics
 from core.clock import utcnow
 from core.services.context import Context
+from core.services import retention
 from core.services.errors import NotFound
 from core.services.queries import job_and_spec, jobs_and_specs
 
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 COLLECT_RETRY_MS = 500
 
 
-def _state(row: dict) -> JobState:
+def job_state(row: dict) -> JobState:
+    """The part of a job row the state machine reads."""
     return JobState(
         status=JobStatus(row["status"]),
         admitted_at=row["admitted_at"],
@@ -29,6 +31,7 @@ def _state(row: dict) -> JobState:
         error=row["error"],
         pending_reason=row["pending_reason"],
         outcome=JobStatus(row["outcome"]) if row.get("outcome") else None,
+        status_since=row.get("status_since"),
     )
 
 
@@ -67,7 +70,7 @@ def apply_status(ctx: Context, event: StatusEvent) -> bool:
         if job is None:
             log.warning("status event for unknown job %s ignored", event.job_id)
             return False
-        new = apply_event(_state(job), event)
+        new = apply_event(job_state(job), event)
         if new is None:
             log.debug("job %s: %s event ignored (job is %s)", event.job_id, event.status.value, job["status"])
             return False
@@ -96,9 +99,11 @@ def cancel_job(ctx: Context, tenant_id: str, job_id: str) -> dict:
         job = uow.jobs.get(job_id, tenant_id, lock=True)
         if job is None:
             raise NotFound(f"job {job_id} not found")
-        new = cancel(_state(job), now)
+        new = cancel(job_state(job), now)
         if new is not None:
             uow.jobs.update(job_id, {**new.changes, "last_dispatch_at": now}, now)
+            if job["status"] == JobStatus.QUEUED.value:
+                uow.usage.change(job["tenant_id"], queued=-1)
             job = uow.jobs.get(job_id)
     if new is not None:
         log.info("job %s cancelled by %s", job_id, tenant_id)
@@ -131,23 +136,38 @@ def collect_results(ctx: Context, job_id: str) -> None:
         return
     except CannotCollectYet as exc:
         log.warning("job %s: results not collected yet: %s; the sweeper tries again", job_id, exc)
+        retention.note_collect_error(ctx, job_id, exc)
         return
+    except Exception as exc:
+        retention.note_collect_error(ctx, job_id, exc)  # named if COLLECT_TIMEOUT_SECONDS ends the job
+        raise
     kpis = parse_statistics(stored.statistics) if stored.statistics else None
     now = utcnow()
     with ctx.uow() as uow:
         current = uow.jobs.get(job_id, lock=True)
-        done = collected(_state(current)) if current is not None else None
-        uow.jobs.update(
-            job_id,
-            {
-                "result_files": stored.files,
-                "kpis": kpis,
-                "log_archived": stored.log_archived,
-                "results_collected_at": now,
-                **(done.changes if done is not None else {}),
-            },
-            now,
-        )
+        done = None
+        if current is None or current["results_collected_at"] is not None:
+            pass  # collected meanwhile, or given up (COLLECT_TIMEOUT_SECONDS): the row stays
+        elif current["results_deleted_at"] is not None:  # the tenant deleted the job's data first: nothing is kept
+            uow.jobs.update(job_id, {"results_collected_at": now}, now)
+        else:
+            done = collected(job_state(current))
+            size = sum(int(f.get("size") or 0) for f in stored.files)
+            uow.jobs.update(
+                job_id,
+                {
+                    "result_files": stored.files,
+                    "result_size": size,
+                    "kpis": kpis,
+                    "log_archived": stored.log_archived,
+                    "results_collected_at": now,
+                    **(done.changes if done is not None else {}),
+                },
+                now,
+            )
+            uow.usage.change(current["tenant_id"], stored_bytes=size)
+    if current is not None and not current["result_files"] and (current["results_collected_at"] or current["results_deleted_at"]):
+        ctx.store.delete_prefix(spec.result_prefix)  # what this collection stored is listed nowhere
     log.info("job %s: %d result files collected%s", job_id, len(stored.files),
              f"; {done.status.value}" if done is not None else "")
     ctx.executor.release(spec)

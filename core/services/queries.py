@@ -10,7 +10,9 @@ from core.executors.base import JobSpec
 from core.messaging import QUEUES
 from core.clock import utcnow
 from core.services.context import Context
-from core.services.errors import Invalid, NotFound
+from core.domain.admission import gigabytes
+from core.services import retention
+from core.services.errors import Gone, Invalid, NotFound
 
 
 def job_view(ctx: Context, job_id: str, tenant_id: str | None) -> dict:
@@ -38,11 +40,15 @@ def jobs_and_specs(ctx: Context, job_ids: list[str]) -> list[tuple[dict, JobSpec
     return [(job, ctx.job_spec(job, job.pop("tenant_namespace"))) for job in rows]
 
 
-def job_with_spec(ctx: Context, job_id: str, tenant_id: str) -> tuple[dict, JobSpec]:
-    """:func:`job_and_spec` for a tenant's request: NotFound when it is not one of its jobs."""
+def job_with_spec(ctx: Context, job_id: str, tenant_id: str, *, deleted_ok: bool = False) -> tuple[dict, JobSpec]:
+    """:func:`job_and_spec` for a tenant's request: NotFound when it is not one of its jobs; Gone (410, naming
+    the deletion) when its results and log were deleted, unless ``deleted_ok``."""
     job, spec = job_and_spec(ctx, job_id, tenant_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
+    why = None if deleted_ok else retention.gone(job)
+    if why:
+        raise Gone(why)
     return job, spec
 
 
@@ -56,10 +62,26 @@ def jobs_page(ctx: Context, tenant_id: str | None, status: str | None, limit: in
 
 
 def dashboard(ctx: Context, tenant: dict, recent: int = 10) -> dict:
+    """The tenant's limits, what it uses of each (``usage_against_limits``), its jobs by status, its latest jobs.
+
+    ``tenant`` is the caller's row as authentication just read it."""
     with ctx.uow() as uow:
         usage = uow.jobs.usage(tenant["tenant_id"])
+        counters = uow.usage.get(tenant["tenant_id"])
         counts = uow.jobs.counts_by_status(tenant["tenant_id"])
         rows, _ = uow.jobs.page(tenant["tenant_id"], None, recent, None)
+    settings = ctx.settings
+    against = {
+        "cpu": {"used": usage.cpu, "limit": tenant["max_cpu"], "limit_name": "max_cpu"},
+        "memory_gi": {"used": usage.memory_gi, "limit": tenant["max_memory_gi"], "limit_name": "max_memory_gi"},
+        "concurrent_jobs": {"used": usage.jobs, "limit": tenant["max_concurrent_jobs"], "limit_name": "max_concurrent_jobs"},
+        "queued_jobs": {"used": counters["queued_jobs"], "limit": settings.max_queued_jobs_per_tenant,
+                        "limit_name": "MAX_QUEUED_JOBS_PER_TENANT"},
+        "stored_bytes": {"used": counters["stored_bytes"], "limit": tenant["max_stored_bytes"],
+                         "limit_name": "max_stored_gb", "limit_gb": gigabytes(tenant["max_stored_bytes"])},
+        "submissions_per_second": {"limit": settings.submit_rate_per_second or None, "burst": settings.submit_burst,
+                                   "limit_name": "SUBMIT_RATE_PER_SECOND"},
+    }
     return {
         "tenant_id": tenant["tenant_id"],
         "namespace": tenant["namespace"],
@@ -69,6 +91,7 @@ def dashboard(ctx: Context, tenant: dict, recent: int = 10) -> dict:
             "max_concurrent_jobs": tenant["max_concurrent_jobs"],
         },
         "usage": {"cpu": usage.cpu, "memory_gi": usage.memory_gi, "jobs": usage.jobs},
+        "usage_against_limits": against,
         "counts": counts,
         "recent_jobs": rows,
     }

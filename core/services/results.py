@@ -10,20 +10,23 @@ from core.storage.base import ObjectNotFound
 
 
 def listing(ctx: Context, job_id: str, tenant_id: str) -> dict:
-    """The job's collected files, each with a presigned URL where the store gives one (else ``url`` is None)."""
-    job, spec = job_with_spec(ctx, job_id, tenant_id)
+    """The job's collected files, each with a presigned URL where the store gives one (else ``url`` is None);
+    none once they were deleted (``results_deleted_at`` says when)."""
+    job, spec = job_with_spec(ctx, job_id, tenant_id, deleted_ok=True)
     files = [{**f, "url": ctx.store.presigned_url(spec.result_prefix + f["name"])} for f in job["result_files"] or []]
     return {
         "job_id": job_id,
         "status": job["status"],
         "storage_type": ctx.store.kind,
         "collected": job["results_collected_at"] is not None,
+        "results_deleted_at": job.get("results_deleted_at"),
         "files": files,
     }
 
 
 def download(ctx: Context, job_id: str, tenant_id: str, name: str) -> tuple[dict, Iterator[bytes]]:
-    """The file's entry ({name, size, sha256}) and its bytes in chunks; NotFound naming what is missing."""
+    """The file's entry ({name, size, sha256}) and its bytes in chunks; NotFound naming what is missing, Gone
+    once the job's results were deleted."""
     job, spec = job_with_spec(ctx, job_id, tenant_id)
     entry = next((f for f in job["result_files"] or [] if f["name"] == name), None)
     if entry is None:
