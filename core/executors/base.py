@@ -4,6 +4,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from core.domain.states import StatusEvent
 from core.storage.base import ObjectStore
 from core.unavailable import Unavailable
 
@@ -80,6 +81,8 @@ class CollectedResults:
 
 
 LOG_NAME = "sumo.log"
+#: How :meth:`Executor.observe`'s reason begins for a job the executor has lost all trace of.
+LOST = "the executor has no trace of this job any more"
 STATISTICS_NAME = "sumo-statistics.xml"
 
 
@@ -131,6 +134,16 @@ class Executor(abc.ABC):
         CANCELLED in the database before its process is gone); the caller retries.
         Raises :class:`CannotCollectYet` when collecting cannot run now.
         """
+
+    def observe(self, spec: JobSpec) -> StatusEvent | None:
+        """What the executor sees of the job now, as a status event, or None when it cannot tell.
+
+        The sweeper asks this of jobs whose status has not moved for a while: an event lost on its way
+        (dead-lettered while PostgreSQL was away) is then applied from what the executor still knows.  A
+        job the executor has no trace of any more is FAILED with a reason starting with :data:`LOST`.
+
+        Raises :class:`ExecutorUnavailable` when the executor cannot be asked now."""
+        return None
 
     @abc.abstractmethod
     def release(self, spec: JobSpec) -> None:

@@ -115,6 +115,11 @@ class LocalExecutor(Executor):
             log_archived = True
         return CollectedResults(files=files, statistics=statistics, log_archived=log_archived)
 
+    def observe(self, spec: JobSpec) -> None:
+        """None: a local job's message runs it to its end, and the sweeper re-sends that message while the
+        job stays PENDING or RUNNING (core.messaging.AWAITING_START), which covers a lost status event."""
+        return None
+
     def release(self, spec: JobSpec) -> None:
         shutil.rmtree(self._wd(spec.job_id).root, ignore_errors=True)
 

@@ -18,11 +18,13 @@ from typing import Callable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from core.domain.states import StatusEvent
-from core.executors.base import CollectedResults, Executor, JobSpec, LogPosition
+from core.clock import utcnow
+from core.domain.states import JobStatus, StatusEvent
+from core.executors.base import LOST, CollectedResults, Executor, JobSpec, LogPosition
 from core.executors.kubernetes import manifests as m
 from core.executors.kubernetes import pod_log
-from core.executors.kubernetes.client import READ_TIMEOUT, Kube, allowing, api_client_from, api_server
+from core.executors.kubernetes.client import READ_TIMEOUT, Kube, allowing, api_client_from, api_server, json_body
+from core.executors.kubernetes.translate import newest_pod, translate_job, translate_pod
 from core.executors.kubernetes.collection import Collector
 from core.executors.kubernetes.job_start import JobStarter
 from core.executors.kubernetes.tenant_objects import TenantObjects
@@ -116,6 +118,30 @@ class KubernetesExecutor(Executor):
     def tail_live_log(self, spec: JobSpec, lines: int, max_bytes: int) -> bytes | None:
         """The last ``lines`` lines (``tailLines``: the kubelet reads them from the end), at most ``max_bytes``."""
         return self._pod_log(spec, lambda chunks: pod_log.tail(chunks, max_bytes), tailLines=max(1, lines))
+
+    def observe(self, spec: JobSpec) -> StatusEvent | None:
+        """The job's status from its Job and newest pod as they are now (translated as the watcher does):
+        SUCCEEDED/FAILED from the Job's condition, else PENDING/RUNNING from the pod, else None; FAILED
+        (:data:`LOST`) when the Job is gone (deleted, or its namespace) while no final status was recorded."""
+        name = m.job_name(spec.job_id)
+        with api_server():
+            try:
+                job = json_body(self.kube.batch.read_namespaced_job(name, spec.namespace, _preload_content=False,
+                                                                    _request_timeout=READ_TIMEOUT))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                return StatusEvent(spec.job_id, JobStatus.FAILED, utcnow(), reason=(
+                    f"{LOST}: its Kubernetes Job {spec.namespace}/{name} no longer exists, and its end was never "
+                    "recorded (the status event was lost); how the run ended is unknown"))
+            selector = f"{m.JOB_LABEL}={spec.job_id},{m.COMPONENT}={m.SIMULATION}"
+            pods = json_body(self.kube.core.list_namespaced_pod(spec.namespace, label_selector=selector,
+                                                                 _preload_content=False,
+                                                                 _request_timeout=READ_TIMEOUT)).get("items") or []
+        event = translate_job(job, pods)
+        if event is None and pods:
+            event = translate_pod(newest_pod(pods))
+        return event
 
     def collect(self, spec: JobSpec, store: ObjectStore) -> CollectedResults:
         return self.collector.collect(spec, store)
