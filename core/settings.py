@@ -106,7 +106,7 @@ class Settings(BaseSettings):
 
     # -- queues and sweeping ----------------------------------------------------
     sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper looks for lost messages.")
-    sweep_grace_seconds: float = Field(15.0, gt=0, description="Age of a job without progress since its last message before the sweeper re-sends it (QUEUED, ADMITTED; with EXECUTOR=local also PENDING and RUNNING); doubles per re-send, up to 64 times.")
+    sweep_grace_seconds: float = Field(15.0, gt=0, description="Age of a job without progress since its last message before the sweeper re-sends it (QUEUED, ADMITTED; with EXECUTOR=local also PENDING and RUNNING) or, with EXECUTOR=kubernetes, asks the cluster how it is (PENDING, RUNNING, and ADMITTED ones whose start it re-sent: a status event may have been lost); doubles per re-send, up to 64 times.")
     redis_heartbeat_timeout_ms: int = Field(15000, ge=1000, description="After this long a dead worker's messages are re-delivered.")
     pending_timeout_seconds: float = Field(900.0, gt=0, description="With EXECUTOR=kubernetes, a job PENDING this long (counted from when it became PENDING, whatever its reason since: unschedulable, an image that cannot be pulled, quota refusals) is FAILED with that reason, stopped, and frees its quota. The local executor's wait for a free simulation slot never times out.")
     collect_timeout_seconds: float = Field(3600.0, gt=0, description="A job COLLECTING this long (its run ended, its results could not be stored) is FAILED naming why.")

@@ -69,7 +69,10 @@ _INSERT_JOB = (
 _TENANT_BY_KEY_HASH = sa.select(tenants).where(tenants.c.api_key_hash == sa.bindparam("key_hash"))
 # ... and the admission pass (one per burst of submissions of a tenant).
 _TENANT_BY_ID = sa.select(tenants).where(tenants.c.tenant_id == sa.bindparam("tenant_id"))
-_TENANT_FOR_UPDATE = _TENANT_BY_ID.with_for_update()
+# FOR NO KEY UPDATE: admission passes of a tenant still take turns, but a job insert's foreign-key check (FOR
+# KEY SHARE on the tenant row) does not wait for them.  With FOR UPDATE it did, and an insert holding its
+# tenant's usage row (the gate) while the admission pass waited for that row was a deadlock.
+_TENANT_FOR_UPDATE = _TENANT_BY_ID.with_for_update(key_share=True)
 _USAGE = sa.select(
     sa.func.coalesce(sa.func.sum(jobs.c.cpu_request), 0),
     sa.func.coalesce(sa.func.sum(jobs.c.memory_gi), 0),

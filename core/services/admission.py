@@ -1,6 +1,6 @@
 """Admitting a tenant's queued jobs: the quota decision, race-free.
 
-The tenant row is locked ``FOR UPDATE`` for the length of the decision, so
+The tenant row is locked (``FOR NO KEY UPDATE``) for the length of the decision, so
 two workers admitting for the same tenant take turns and each sees what the
 other admitted (never count-then-insert).  Different tenants do not contend.
 Starting the admitted jobs happens after the commit, by message (a few jobs
