@@ -2,17 +2,13 @@
 and when each job entered its status (the clock of the PENDING and COLLECTING timeouts)
 
 Revision ID: 0005
-Revises: 0004 (0003 until 0004 is merged: see down_revision)
+Revises: 0004
 """
-from pathlib import Path
-
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0005"
-# 0004 is another branch's migration, merged separately; this one follows it once it is there (both orders of
-# merging then give one chain).  Once both are merged this can become the plain "0004".
-down_revision = "0004" if any(p.name.startswith("0004_") for p in Path(__file__).parent.iterdir()) else "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
