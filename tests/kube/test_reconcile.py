@@ -15,6 +15,7 @@ import redis as redis_lib
 from kubernetes import client
 
 from core.executors.kubernetes import manifests as m
+from core.waits import free_port
 from devstack.stack import CONTROL_QUEUES, _dramatiq
 from tests.integration.harness import Api, wait_until
 from tests.kube.conftest import square_variant
@@ -27,10 +28,12 @@ PENDING_TIMEOUT = 30
 def rstack(make_stack, cluster):
     # Finished Jobs are kept (a long TTL): what the sweeper finds of them is the point.  Its own Lease namespace,
     # stopped with this module (the cluster is shared by the session).
+    port = free_port()  # known before the start: the collector pods upload to it (COLLECT_URL)
     stack = make_stack("kube-reconcile", EXECUTOR="kubernetes", KUBECONFIG=str(cluster.kubeconfig),
                        JOB_TTL_SECONDS="3600", RESULT_STORAGE_SIZE_GI="1", WATCH_RESYNC_SECONDS="5",
                        CONTROLLER_NAMESPACE="sumo-k8-reconcile-test", SWEEP_GRACE_SECONDS="1",
-                       PENDING_TIMEOUT_SECONDS=str(PENDING_TIMEOUT))
+                       PENDING_TIMEOUT_SECONDS=str(PENDING_TIMEOUT), PORT=str(port),
+                       COLLECT_URL=f"http://127.0.0.1:{port}")
     yield stack
     stack.stop()
 

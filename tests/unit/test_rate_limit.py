@@ -6,7 +6,7 @@ import logging
 import redis
 
 from core.rate_limit import RedisTokenBucket, Unlimited, token_bucket
-from devstack.services import free_port
+from core.waits import free_port
 
 
 def test_rate_zero_is_no_limit():
