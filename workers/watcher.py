@@ -40,7 +40,7 @@ def main() -> None:
     gc_policy.settle()
     # At startup every tenant's objects are brought in line with the database (idempotent).
     try:
-        log.info("reconciled %d tenants", tenants.reconcile_all(get_context()))
+        log.info("asked the workers to reconcile %d tenants", tenants.reconcile_all(get_context()))
     except Exception:  # noqa: BLE001 — the watch matters more; reconciliation also runs on every PATCH
         log.exception("tenant reconciliation at startup failed")
     watcher.run(stop)

@@ -88,12 +88,14 @@ def reconcile(ctx: Context, tenant_id: str) -> None:
 
 
 def reconcile_all(ctx: Context) -> int:
-    """Make the executor's per-tenant objects match every tenant row (run at startup)."""
+    """Ask the workers to bring every tenant's executor objects in line with its row (the watcher does at
+    startup); returns how many were asked for.  The watcher only reads the cluster: the workers write."""
     with ctx.uow() as uow:
-        rows = [uow.tenants.get(t) for t in uow.tenants.all_ids()]
-    for row in rows:
-        ctx.executor.ensure_tenant(row)
-    return len(rows)
+        tenant_ids = uow.tenants.all_ids()
+    with ctx.bus.burst():
+        for tenant_id in tenant_ids:
+            ctx.bus.reconcile_tenant(tenant_id)
+    return len(tenant_ids)
 
 
 def get(ctx: Context, tenant_id: str) -> dict:

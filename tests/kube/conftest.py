@@ -93,7 +93,7 @@ class Receiver:
         with self.ctx.engine.begin() as conn:
             conn.execute(insert(tenants).values(
                 tenant_id=spec.tenant_id, namespace=spec.namespace, api_key_hash=f"unused-{uuid.uuid4()}",
-                max_cpu=8, max_memory_gi=16, max_concurrent_jobs=4).on_conflict_do_nothing())
+                max_cpu=8, max_memory_gi=16, max_concurrent_jobs=4, max_stored_bytes=50 * 10**9).on_conflict_do_nothing())
             conn.execute(sa.delete(jobs).where(jobs.c.job_id == spec.job_id))
             conn.execute(jobs.insert().values(
                 job_id=spec.job_id, tenant_id=spec.tenant_id, scenario_id="test", status=status,

@@ -244,9 +244,10 @@ def new_job(store, tenant: dict, archive: Path) -> JobSpec:
 def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluster, api, settings, store, tmp_path,
                                                                  receiver):
     """Who does what in production: the workers' actors reconcile tenants and start, collect, release and
-    cancel jobs (workers/actors.py); the watcher reconciles every tenant at startup, then holds the Lease and
-    watches (workers/watcher.py); the API reads live logs and the cluster's capacity (core/services/logs.py,
-    api/routes/admin.py).  Nothing else in the service calls the Kubernetes API."""
+    cancel jobs (workers/actors.py); the watcher holds the Lease and watches (workers/watcher.py; at startup
+    it asks the workers to reconcile every tenant); the API reads live logs and the cluster's capacity
+    (core/services/logs.py, api/routes/admin.py); the sweeper reads what a stalled job's Job says and clears
+    what a collection given up left (core/services/sweeper.py).  Nothing else calls the Kubernetes API."""
     from core.executors.kubernetes import KubernetesExecutor
     from core.executors.kubernetes.lease import LeaderLease
     from core.executors.kubernetes.watcher import Watcher
@@ -254,6 +255,7 @@ def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluste
     assert not deployed, "namespace.yaml / rbac.yaml were refused:\n" + "\n".join(deployed)
     ids = identities(cluster.kubeconfig)
     workers, watching, serving = ids["sumo-k8-workers"], ids["sumo-k8-watcher"], ids["sumo-k8-api"]
+    sweeping = ids["sumo-k8-sweeper"]
     every = list({i.user: i for i in ids.values()}.values())
 
     suffix = uuid.uuid4().hex[:8]
@@ -269,10 +271,11 @@ def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluste
     try:
         with refusals_fail(every):
             try:
-                # The watcher reconciles every tenant when it starts; the workers on registration and each PATCH.
-                KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=watching.client()).ensure_tenant(tenant)
-                KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store, api=workers.client()).ensure_tenant(
-                    {**tenant, "max_cpu": 4})
+                # The workers reconcile a tenant on registration, on each PATCH, and for every tenant when a
+                # watcher starts.
+                for limits in (tenant, {**tenant, "max_cpu": 4}):
+                    KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store,
+                                       api=workers.client()).ensure_tenant(limits)
                 thread.start()
                 wait_as(every, f"the watcher leads (Lease {ctl_ns}/{lease_name})", watcher.leading.is_set, 30)
 
@@ -305,6 +308,10 @@ def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluste
                                lambda: front.read_live_log(long, 0, 1000), 60)
                 capacity = front.capacity()
                 assert capacity["nodes"] and capacity["nodes"][0]["ready"], capacity
+                sweeper = KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store,
+                                             api=sweeping.client())
+                assert sweeper.observe(long).status is JobStatus.RUNNING  # a stalled job's Job, read again
+                sweeper.release(ok)  # what a collection given up left: the cleanup Job (already there: normal)
                 fail_if_refused(every)
 
                 ex.cancel(long)
@@ -326,3 +333,70 @@ def test_each_deployment_can_do_its_part_as_its_service_account(deployed, cluste
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+
+
+def _acting_as(cluster, user: str) -> client.ApiClient:
+    """A client impersonating ``user``, for calls that must be refused (ActingAs would count them)."""
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg, persist_config=False)
+    return client.ApiClient(cfg, header_name="Impersonate-User", header_value=user)
+
+
+def _refused(call) -> str:
+    """The message of the refusal ``call`` must get: 403 from RBAC, 422 from the admission policy."""
+    try:
+        call()
+    except ApiException as exc:
+        assert exc.status in (403, 422), (exc.status, message(exc))
+        return message(exc)
+    raise AssertionError("the call was allowed")
+
+
+def test_the_controller_writes_in_tenant_namespaces_only(deployed, cluster, api, settings, store):
+    """Writes go through the RoleBindings of tenant namespaces: a process can create nothing elsewhere, and
+    the workers, who create those RoleBindings, cannot create one outside a tenant namespace (the
+    ValidatingAdmissionPolicy of rbac.yaml) nor a namespace that is not a tenant's."""
+    from core.executors.kubernetes import KubernetesExecutor
+
+    assert not deployed, "namespace.yaml / rbac.yaml were refused:\n" + "\n".join(deployed)
+    ns = controller_namespace()
+    suffix = uuid.uuid4().hex[:8]
+    tenant = {"tenant_id": f"r{suffix}", "namespace": f"sumo-r{suffix}", "max_cpu": 1, "max_memory_gi": 1,
+              "max_concurrent_jobs": 1}
+    workers = _acting_as(cluster, f"system:serviceaccount:{ns}:sumo-k8-workers")
+    admin_core = client.CoreV1Api(api)
+    try:
+        KubernetesExecutor(settings, None, limits=archive_limits(settings), store=store,
+                           api=workers).ensure_tenant(tenant)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"probe-{suffix}"},
+               "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}}
+        for account in ("sumo-k8-workers", "sumo-k8-watcher", "sumo-k8-api", "sumo-k8-sweeper"):
+            core = client.CoreV1Api(_acting_as(cluster, f"system:serviceaccount:{ns}:{account}"))
+            for where in ("default", "kube-system", ns):
+                assert "cannot create resource \"pods\"" in _refused(lambda: core.create_namespaced_pod(where, pod))
+        for account in ("sumo-k8-watcher", "sumo-k8-api", "sumo-k8-sweeper"):  # only the workers start pods
+            core = client.CoreV1Api(_acting_as(cluster, f"system:serviceaccount:{ns}:{account}"))
+            _refused(lambda: core.create_namespaced_pod(tenant["namespace"], pod))
+
+        rbac = client.RbacAuthorizationV1Api(workers)
+        binding = m.tenant_role_bindings(tenant, controller_namespace=ns)[0]
+        for where in ("kube-system", "default", ns):
+            text = wait_for(f"the policy to refuse a RoleBinding in {where}",
+                            lambda: _refused(lambda: rbac.create_namespaced_role_binding(where, binding)), 30)
+            assert "tenant namespaces" in text and where in text, text
+        role_to_any = {**binding, "metadata": {"name": f"escalate-{suffix}"},
+                       "roleRef": {**binding["roleRef"], "name": "cluster-admin"}}
+        _refused(lambda: rbac.create_namespaced_role_binding(tenant["namespace"], role_to_any))  # bind: no
+
+        core = client.CoreV1Api(workers)
+        for name in ("kube-evil", "sumo-k8-system", f"other-{suffix}"):
+            text = _refused(lambda: core.create_namespace({"metadata": {"name": name, "labels": dict(
+                m.labels(tenant["tenant_id"]))}}))
+            assert "tenant namespaces" in text, text
+        _refused(lambda: core.patch_namespace("default", {"metadata": {"labels": {"x": "y"}}}))
+    finally:
+        try:
+            admin_core.delete_namespace(tenant["namespace"])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -142,3 +142,28 @@ def test_only_the_api_accepts_connections_in_the_controller_namespace():
     api = policies["sumo-k8-api-ingress"]
     assert api["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
     assert api["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+
+
+def test_each_process_has_its_own_account_and_a_tenant_role_the_workers_may_bind():
+    from core.executors.kubernetes.manifests import CONTROLLER_ACCOUNTS, TENANT_ROLE_PREFIX
+
+    docs = _docs(ROOT / "k8s" / "rbac.yaml")
+    accounts = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
+    assert accounts == set(CONTROLLER_ACCOUNTS.values())
+    cluster_roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+    tenant_roles = {f"{TENANT_ROLE_PREFIX}{process}" for process in CONTROLLER_ACCOUNTS}
+    assert tenant_roles <= set(cluster_roles)
+    bind = [r for r in cluster_roles["sumo-k8-workers"]["rules"] if r["verbs"] == ["bind"]]
+    assert [set(r["resourceNames"]) for r in bind] == [tenant_roles], "the workers bind the tenant roles only"
+    # Cluster-wide, nobody writes inside a namespace: those verbs come with the tenant roles only.
+    writes = {"create", "patch", "update", "delete"}
+    for name, role in cluster_roles.items():
+        if name in tenant_roles:
+            continue
+        for rule in role["rules"]:
+            if writes & set(rule["verbs"]):
+                assert set(rule["resources"]) <= {"namespaces", "rolebindings"}, (name, rule)
+    running_as = {d["metadata"]["name"]: d["spec"]["template"]["spec"].get("serviceAccountName")
+                  for d in _workloads() if d["kind"] == "Deployment"}
+    assert running_as == {account: account for account in CONTROLLER_ACCOUNTS.values()}, \
+        "each Deployment runs as the account of its own name"

@@ -141,3 +141,13 @@ def test_helper_pods_are_small_and_bounded():
     assert rm["spec"]["template"]["spec"]["containers"][0]["command"] == ["rm", "-rf", "/results/0b9c"]
     assert rm["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["ephemeral-storage"] == "64Mi"
     assert rm["metadata"]["labels"]["app.kubernetes.io/component"] == "cleanup"
+
+
+def test_every_controller_process_is_bound_its_tenant_role_in_the_namespace():
+    bindings = m.tenant_role_bindings({"tenant_id": "acme", "namespace": "sumo-acme"},
+                                      controller_namespace="sumo-k8-system")
+    assert {(b["roleRef"]["name"], b["subjects"][0]["name"]) for b in bindings} == {
+        ("sumo-k8-tenant-workers", "sumo-k8-workers"), ("sumo-k8-tenant-watcher", "sumo-k8-watcher"),
+        ("sumo-k8-tenant-api", "sumo-k8-api"), ("sumo-k8-tenant-sweeper", "sumo-k8-sweeper")}
+    assert all(b["subjects"][0]["namespace"] == "sumo-k8-system" and b["roleRef"]["kind"] == "ClusterRole"
+               for b in bindings)

@@ -52,6 +52,7 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.net = client.NetworkingV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
 
 
 def reason(exc: ApiException) -> str | None:

@@ -41,11 +41,6 @@ class LeaderLease:
         return json.loads(resp.data)
 
     def _create(self) -> bool:
-        try:
-            self.core.create_namespace({"metadata": {"name": self.namespace}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
         now = _micro_now()
         body = {"metadata": {"name": self.name}, "spec": {
             "holderIdentity": self.identity, "leaseDurationSeconds": self.duration,
@@ -56,7 +51,16 @@ class LeaderLease:
         except ApiException as exc:
             if exc.status == 409:
                 return False
-            raise
+            if exc.status != 404:
+                raise
+        # No controller namespace: a dev cluster nobody deployed k8s/ to (as deployed, the watcher may not
+        # create namespaces, and needs not: namespace.yaml made it).
+        try:
+            self.core.create_namespace({"metadata": {"name": self.namespace}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return self._create()
 
     def try_acquire(self) -> bool:
         """Acquire or renew; True while this identity holds the Lease."""

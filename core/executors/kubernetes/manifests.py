@@ -185,6 +185,28 @@ def service_account(tenant: dict) -> dict:
             "automountServiceAccountToken": False}
 
 
+#: The controller's processes, each with a ServiceAccount of its own in CONTROLLER_NAMESPACE (k8s/rbac.yaml),
+#: and the ClusterRole each is granted in every tenant namespace by a RoleBinding there: their writes are
+#: confined to tenant namespaces, not granted cluster-wide.
+CONTROLLER_ACCOUNTS = {
+    "workers": "sumo-k8-workers",
+    "watcher": "sumo-k8-watcher",
+    "api": "sumo-k8-api",
+    "sweeper": "sumo-k8-sweeper",
+}
+TENANT_ROLE_PREFIX = "sumo-k8-tenant-"
+
+
+def tenant_role_bindings(tenant: dict, *, controller_namespace: str) -> list[dict]:
+    """One RoleBinding per controller process: its ClusterRole ``sumo-k8-tenant-<process>`` in this namespace."""
+    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": f"{TENANT_ROLE_PREFIX}{process}", "labels": labels(tenant["tenant_id"])},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": f"{TENANT_ROLE_PREFIX}{process}"},
+             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": controller_namespace}]}
+            for process, account in CONTROLLER_ACCOUNTS.items()]
+
+
 # -- pod building blocks ---------------------------------------------------------------------
 def _container_security() -> dict:
     return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

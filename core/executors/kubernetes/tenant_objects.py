@@ -1,9 +1,11 @@
-"""A tenant's objects on the cluster: its Namespace, ResourceQuota, LimitRange, NetworkPolicies (deny-all, and
-the collector pods' egress to the API and DNS), ``sumo-runner`` ServiceAccount and results PVC (manifests in
-:mod:`.manifests`).
+"""A tenant's objects on the cluster: its Namespace, the RoleBindings that let the controller's processes act
+in it, ResourceQuota, LimitRange, NetworkPolicies (deny-all, and the collector pods' egress to the API and
+DNS), ``sumo-runner`` ServiceAccount and results PVC (manifests in :mod:`.manifests`).
 
 Each is reconciled by one server-side apply: created when missing, the service's fields set to the tenant
-row's values, whatever was there.  The PVC is only created: its spec is immutable.
+row's values, whatever was there.  The PVC is only created: its spec is immutable.  The RoleBindings come
+right after the Namespace: the workers create everything else in it through the one bound to them (they hold
+no cluster-wide right to write pods, Jobs or ConfigMaps; k8s/rbac.yaml).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class TenantObjects:
         """Make the tenant's objects match its row: one server-side apply per object."""
         core, net, ns = self.kube.core, self.kube.net, tenant["namespace"]
         _apply(core.patch_namespace, m.namespace(tenant))
+        for binding in self._role_bindings(tenant):
+            _apply(self.kube.rbac.patch_namespaced_role_binding, binding, ns)
         quota = m.resource_quota(tenant, max_input_bytes=self.settings.max_file_size_mb * 1024 * 1024)
         for patch, body in (
             (core.patch_namespaced_resource_quota, quota),
@@ -49,6 +53,8 @@ class TenantObjects:
         core, net = self.kube.core, self.kube.net
         tenant = {"tenant_id": spec.tenant_id, "namespace": spec.namespace}
         allowing(core.create_namespace, m.namespace(tenant))
+        for binding in self._role_bindings(tenant):
+            allowing(self.kube.rbac.create_namespaced_role_binding, spec.namespace, binding)
         allowing(net.create_namespaced_network_policy, spec.namespace, m.network_policy(tenant))
         allowing(net.create_namespaced_network_policy, spec.namespace, self._collector_egress(tenant))
         allowing(core.create_namespaced_service_account, spec.namespace, m.service_account(tenant))
@@ -59,6 +65,9 @@ class TenantObjects:
         """Collector pods reach the API's pods (in CONTROLLER_NAMESPACE, on PORT) and DNS, nothing else."""
         return m.collector_egress_policy(tenant, api_namespace=self.settings.controller_namespace,
                                          api_port=self.settings.port)
+
+    def _role_bindings(self, tenant: dict) -> list[dict]:
+        return m.tenant_role_bindings(tenant, controller_namespace=self.settings.controller_namespace)
 
     def _pvc(self, tenant: dict) -> dict:
         return m.results_pvc(tenant, size_gi=self.settings.result_storage_size_gi,
