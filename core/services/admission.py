@@ -25,6 +25,7 @@ def admit_tenant(ctx: Context, tenant_id: str) -> list[str]:
         tenant = uow.tenants.get(tenant_id, lock=True)
         if tenant is None:
             return []
+        uow.usage.lock(tenant_id)  # before any job row (core.db.usage: lock order)
         now = utcnow()  # after the lock: admitted_at is when the decision was made
         limits = Limits(tenant["max_cpu"], tenant["max_memory_gi"], tenant["max_concurrent_jobs"])
         usage = uow.jobs.usage(tenant_id)

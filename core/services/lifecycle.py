@@ -96,6 +96,7 @@ def cancel_job(ctx: Context, tenant_id: str, job_id: str) -> dict:
     """Cancel a job of ``tenant_id``: a queued one never starts, a running one is stopped."""
     now = utcnow()
     with ctx.uow() as uow:
+        uow.usage.lock(tenant_id)  # before the job row (core.db.usage: lock order)
         job = uow.jobs.get(job_id, tenant_id, lock=True)
         if job is None:
             raise NotFound(f"job {job_id} not found")
@@ -144,6 +145,7 @@ def collect_results(ctx: Context, job_id: str) -> None:
     kpis = parse_statistics(stored.statistics) if stored.statistics else None
     now = utcnow()
     with ctx.uow() as uow:
+        uow.usage.lock(job["tenant_id"])  # before the job row (core.db.usage: lock order)
         current = uow.jobs.get(job_id, lock=True)
         done = None
         if current is None or current["results_collected_at"] is not None:

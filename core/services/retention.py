@@ -39,6 +39,7 @@ def delete_job_data(ctx: Context, tenant_id: str, job_id: str) -> dict:
     """
     now = utcnow()
     with ctx.uow() as uow:
+        uow.usage.lock(tenant_id)  # before the job row (core.db.usage: lock order)
         job = uow.jobs.get(job_id, tenant_id, lock=True)
         if job is None:
             raise NotFound(f"job {job_id} not found")
@@ -111,6 +112,7 @@ def _mark(ctx: Context, rows: list[dict], now: datetime, *, inputs: bool) -> int
         return 0
     ids = [str(r["job_id"]) for r in rows]
     with ctx.uow() as uow:
+        uow.usage.lock(*(r["tenant_id"] for r in rows))  # before the job rows (core.db.usage: lock order)
         mark = uow.sweeps.mark_inputs_deleted if inputs else uow.sweeps.mark_results_deleted
         freed = mark(ids, now)
         for tenant_id, n_bytes in sorted(freed.items()):  # sorted: concurrent sweepers lock tenants in one order
