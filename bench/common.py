@@ -161,7 +161,8 @@ def _remove_stack_dirs() -> None:
 
 
 @contextmanager
-def stack(name: str, *, api_workers: int = 1, env: dict | None = None, sweeper: bool = True):
+def stack(name: str, *, api_workers: int = 1, env: dict | None = None, sweeper: bool = True,
+          process_env: dict[str, dict] | None = None):
     """A whole service in a temp dir; stopped however the block ends, its dir removed when the process exits.
 
     The directory outlives the stack because deleting thousands of files makes
@@ -177,7 +178,7 @@ def stack(name: str, *, api_workers: int = 1, env: dict | None = None, sweeper: 
     try:
         # PostgreSQL as `make run` runs it: fsync and synchronous commits on (the tests turn them off).
         s = start_stack(data_dir, env_overrides={**BASE_ENV, **(env or {})}, api_workers=api_workers,
-                        persistent=False, fast_db=False, sweeper=sweeper)
+                        persistent=False, fast_db=False, sweeper=sweeper, process_env=process_env)
         wait_ready(s.url, 60)
         yield s
     finally:

@@ -69,6 +69,7 @@ from pathlib import Path
 import httpx
 
 from bench import common
+from core.waits import free_port
 from bench.submit_throughput import drain_queues
 
 NAME = "kube_admission"
@@ -186,18 +187,21 @@ class JobWatch:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-#: The identity the workers and the watcher run as in production (k8s/rbac.yaml).
-SERVICE_ACCOUNT = ("sumo-k8-system", "sumo-k8")
+#: Where the ServiceAccounts of the service's processes live in production (k8s/rbac.yaml).
+CONTROLLER_NAMESPACE = "sumo-k8-system"
 
 
-def service_account_kubeconfig(cluster, hours: float = 4.0) -> Path:
-    """A kubeconfig for the controller's ServiceAccount, k8s/namespace.yaml and k8s/rbac.yaml applied first.
+def service_account_kubeconfigs(cluster, hours: float = 4.0) -> dict[str, Path]:
+    """A kubeconfig per process of the service (api, workers, watcher, sweeper) for its own ServiceAccount,
+    k8s/namespace.yaml and k8s/rbac.yaml applied first.
 
-    The service then calls the API server as its Deployment does: a bound token (the API server caches its
+    The service then calls the API server as its Deployments do: bound tokens (the API server caches their
     check) and RBAC deciding every call; the admin's client certificate is checked on every request and
     ``system:masters`` skips RBAC, which is neither what production costs nor what it allows.
     """
     from kubernetes import client, utils
+
+    from core.executors.kubernetes.manifests import CONTROLLER_ACCOUNTS
 
     api = cluster.api_client()
     for name in ("namespace.yaml", "rbac.yaml"):
@@ -206,10 +210,11 @@ def service_account_kubeconfig(cluster, hours: float = 4.0) -> Path:
         except utils.FailToCreateError as exc:  # a re-run on the same cluster: AlreadyExists is fine
             if any(e.status != 409 for e in exc.api_exceptions):
                 raise
-    ns, sa = SERVICE_ACCOUNT
     request = {"spec": {"expirationSeconds": int(hours * 3600)}}
-    token = client.CoreV1Api(api).create_namespaced_service_account_token(sa, ns, request).status.token
-    return cluster.token_kubeconfig(sa, token)
+    core = client.CoreV1Api(api)
+    return {process: cluster.token_kubeconfig(account, core.create_namespaced_service_account_token(
+                account, CONTROLLER_NAMESPACE, request).status.token)
+            for process, account in CONTROLLER_ACCOUNTS.items()}
 
 
 def register_and_wait(s, cluster_api, timeout: float, **limits) -> dict:
@@ -771,12 +776,16 @@ def main(argv=None) -> dict:
         t0 = time.monotonic()
         cluster.start()
         print(f"[{NAME}] dev cluster up in {time.monotonic() - t0:.1f} s ({cluster.apiserver_url})", flush=True)
-        kubeconfig = cluster.kubeconfig if args.as_admin else service_account_kubeconfig(cluster)
-        identity = "admin (client certificate)" if args.as_admin else "ServiceAccount " + "/".join(SERVICE_ACCOUNT)
+        kubeconfigs = {} if args.as_admin else service_account_kubeconfigs(cluster)
+        identity = "admin (client certificate)" if args.as_admin else \
+            f"its ServiceAccounts in {CONTROLLER_NAMESPACE} (one per process, as k8s/ deploys them)"
         print(f"[{NAME}] the service calls the API server as {identity}", flush=True)
-        env = {"EXECUTOR": "kubernetes", "KUBECONFIG": str(kubeconfig), "JOB_TTL_SECONDS": "5",
-               "RESULT_STORAGE_SIZE_GI": "1"}
-        with common.stack(NAME, api_workers=args.api_workers, env=env) as s:
+        port = free_port()  # known before the start: the collector pods upload to it
+        env = {"EXECUTOR": "kubernetes", "KUBECONFIG": str(kubeconfigs.get("workers", cluster.kubeconfig)),
+               "JOB_TTL_SECONDS": "5", "RESULT_STORAGE_SIZE_GI": "1", "PORT": str(port),
+               "COLLECT_URL": f"http://127.0.0.1:{port}"}
+        per_process = {process: {"KUBECONFIG": str(path)} for process, path in kubeconfigs.items()}
+        with common.stack(NAME, api_workers=args.api_workers, env=env, process_env=per_process) as s:
             watch = JobWatch(cluster.api_client()).start()
             load_completion = common.load_average()
             completion = measure_completion(s, cluster, watch, args)

@@ -91,6 +91,9 @@ class Stack:
     port: int
     services: list[Service] = field(default_factory=list)
     procs: dict[str, Proc] = field(default_factory=dict)
+    #: Settings of one process only, by its name ("api", "workers", "watcher", "sweeper"): e.g. the
+    #: KUBECONFIG of the ServiceAccount each Deployment of k8s/ runs as.
+    process_env: dict[str, dict] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -102,7 +105,7 @@ class Stack:
     def proc(self, name: str, argv: list[str], **env: str) -> Proc:
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        proc = Proc(name, argv, {**self.env, **env}, None if self.env.get("SUMO_K8_LOG_TO_CONSOLE") else log_dir / f"{name}.log")
+        proc = Proc(name, argv, {**self.env, **self.process_env.get(name, {}), **env}, None if self.env.get("SUMO_K8_LOG_TO_CONSOLE") else log_dir / f"{name}.log")
         self.procs[name] = proc
         return proc
 
@@ -140,8 +143,10 @@ def _dramatiq(queues: list[str], processes: int, threads: int) -> list[str]:
 
 
 def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_workers: int | None = None,
-                persistent: bool = True, fast_db: bool = False, sweeper: bool = True) -> Stack:
-    """Start everything; the caller owns ``stack.stop()``."""
+                persistent: bool = True, fast_db: bool = False, sweeper: bool = True,
+                process_env: dict[str, dict] | None = None) -> Stack:
+    """Start everything; the caller owns ``stack.stop()``.  ``process_env``: settings of single processes
+    (see :attr:`Stack.process_env`)."""
     from core.settings import Settings
 
     data_dir = data_dir.resolve()
@@ -172,7 +177,7 @@ def start_stack(data_dir: Path, *, env_overrides: dict | None = None, api_worker
         migrate(settings.database_url)
         port = settings.port or free_port()  # PORT=0: any free port (tests run several stacks)
         env["PORT"] = str(port)
-        stack = Stack(data_dir, env, port, services)
+        stack = Stack(data_dir, env, port, services, process_env=dict(process_env or {}))
         stack.start_workers()
         if settings.executor == "kubernetes":
             stack.start_watcher()  # Kubernetes runs the simulations; the watcher reports on them

@@ -77,5 +77,5 @@ def test_kube_admission_creates_every_job_and_sees_every_completion(results_in_t
     assert admission["failed_create_events"] == {}
     assert completion["final_statuses"] == {"SUCCEEDED": 2}
     assert completion["latency_vs_watch"]["n"] == 2
-    assert result["service_identity"].startswith("ServiceAccount")
+    assert result["service_identity"].startswith("its ServiceAccounts")
     assert written(results_in_tmp, "kube_admission")["admission"]["jobs"] == 5
