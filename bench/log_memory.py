@@ -51,8 +51,8 @@ def service_processes(stack) -> dict[str, int]:
             continue
         for i, p in enumerate(family):
             try:
-                if any("fake_sumo" in part for part in p.cmdline()):
-                    continue  # the simulation itself, not a service process
+                if any("fake_sumo" in part for part in p.cmdline()) or p.uids().real != root.uids().real:
+                    continue  # the simulation itself and its sandbox (a uid of its own), not a service process
             except psutil.Error:
                 continue
             out[name if i == 0 else f"{name}/{i}"] = p.pid
