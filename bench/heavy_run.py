@@ -94,8 +94,9 @@ def _program(argv: list[str]) -> str:
     name = os.path.basename(argv[0]) if argv else "?"
     if "-m" in argv[:-1]:
         return f"{name} -m {argv[argv.index('-m') + 1]}"
-    if name.startswith("python") and len(argv) > 1 and not argv[1].startswith("-"):
-        return f"{name} {os.path.basename(argv[1])}"
+    script = next((a for a in argv[1:] if a.endswith(".py")), None)
+    if name.startswith("python") and script:
+        return f"{name} {os.path.basename(script)}"
     return name
 
 
