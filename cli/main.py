@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from cli.sse import sse_events
+
 app = typer.Typer(help="Run SUMO scenarios on a sumo-k8 service.", no_args_is_help=True)
 console = Console(stderr=True)
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
@@ -240,7 +242,7 @@ def _follow_log(c: httpx.Client, job_id: str) -> None:
                         told = True
                 if r.status_code == 200:
                     broken_since = None
-                    for event, event_id, data in _sse_events(r.iter_lines()):
+                    for event, event_id, data in sse_events(r.iter_lines()):
                         if event == "log":
                             # Each event is whole lines; SSE carries a CR (SUMO's progress line) as a line break.
                             sys.stdout.write(data)
@@ -264,23 +266,6 @@ def _too_many(response: httpx.Response) -> float | None:
         return None
     retry_after = response.headers.get("Retry-After", "")
     return float(retry_after) if retry_after.isdigit() else POLL_SECONDS
-
-
-def _sse_events(lines):
-    """(event, id, data) for each complete server-sent event; one cut short by a dropped stream is not
-    yielded, so a resumed stream sends it whole again."""
-    event, event_id, data = "message", None, []
-    for line in lines:
-        if not line:
-            if data:
-                yield event, event_id, "\n".join(data)
-            event, event_id, data = "message", None, []
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("id:"):
-            event_id = line[3:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
 
 
 @app.command()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -19,33 +17,13 @@ import pytest
 from core.domain.states import JobStatus
 from core.executors.local_process import pids_of_uid
 from core.waits import wait_until
+from tests.hostile.fixtures import corpus_fixtures, require_root
 from tests.hostile.raw import run_raw, runner
-from tests.hostile.scenarios import ZIPS, corpus, describe, leaked_paths, listening_socket, secrets_in
+from tests.hostile.scenarios import ZIPS, describe, leaked_paths, secrets_in
 
-TOKEN = "hx" + uuid.uuid4().hex[:10]
+TOKEN, listener, cases = corpus_fixtures("hx")
 SECRETS = {"ADMIN_KEY": f"ak-{TOKEN}-admin", "DATABASE_URL": f"postgresql://svc:pw-{TOKEN}@db:5432/sumo",
            "AWS_SECRET_ACCESS_KEY": f"aws-{TOKEN}-secret"}
-
-
-def _require_sandbox() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the sandbox gives each run a uid of its own, which needs root")
-
-
-@pytest.fixture(scope="module")
-def listener():
-    sock = listening_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory, listener):
-    sentinels = Path("/tmp")
-    built = {c.name: c for c in corpus(TOKEN, sentinel_dir=sentinels, port=listener.getsockname()[1])}
-    yield built
-    for path in sentinels.glob(f"{TOKEN}-sentinel.*"):
-        path.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +39,7 @@ def worker_secrets(monkeypatch):
 
 @pytest.mark.parametrize("name", describe()[0])
 def test_a_hostile_scenario_stays_in_its_sandbox(name, cases, work_root, listener):
-    _require_sandbox()
+    require_root()
     case = cases[name]
     run = runner(work_root, max_output_mb=int(case.env.get("MAX_OUTPUT_MB", 100)),
                  max_log_mb=int(case.env.get("MAX_LOG_MB", 10)))
@@ -116,7 +94,7 @@ def _sumo_of(uid: int) -> list[int]:
 @pytest.mark.parametrize("how", ["cancel", "deadline"])
 def test_a_stopped_run_leaves_no_process(how, work_root):
     """Cancel and deadline stop the whole process tree: bwrap, its init and SUMO's threads."""
-    _require_sandbox()
+    require_root()
     from tests.integration.harness import long_square
 
     seen = {}
@@ -163,7 +141,7 @@ def test_the_checks_catch_an_unconfined_run(cases, tmp_path):
 def test_a_program_of_the_chain_gone_fails_the_job_instead_of_leaving_it(work_root):
     import dataclasses
 
-    _require_sandbox()
+    require_root()
     run = runner(work_root)
     run.sandbox = dataclasses.replace(run.sandbox, tools=dataclasses.replace(run.sandbox.tools,
                                                                               unshare="/nonexistent/unshare"))

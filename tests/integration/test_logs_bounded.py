@@ -24,6 +24,7 @@ import redis
 
 from bench import fake_sumo
 from bench.log_memory import Watch, service_processes
+from cli.sse import sse_events
 from core.stream_registry import RedisStreamRegistry
 from devstack import emulators
 from devstack.services import port_open
@@ -114,19 +115,8 @@ def archived(live) -> Held:
 
 
 def events(response: httpx.Response):
-    """(event, id, data) of each server-sent event."""
-    event, event_id, data = "message", None, []
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield event, event_id, "\n".join(data)
-            event, event_id, data = "message", None, []
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("id:"):
-            event_id = line[3:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
+    """(event, id, data) of each server-sent event (as the CLI reads them)."""
+    return sse_events(response.iter_lines())
 
 
 def follow(job: Held, start: str | None, *, until: int | None = None, count: int | None = None):

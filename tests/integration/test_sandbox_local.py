@@ -11,46 +11,24 @@ from __future__ import annotations
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from core.executors.local_process import pids_of_uid
 from core.executors.local_slots import UID_POOL_SIZE
-from tests.hostile.scenarios import corpus, describe, leaked_paths, listening_socket, names_an_option, secrets_in
+from tests.hostile.fixtures import corpus_fixtures, require_root
+from tests.hostile.scenarios import describe, leaked_paths, names_an_option, secrets_in
 from tests.integration.harness import Api, long_square, wait_until
 
-TOKEN = "hs" + uuid.uuid4().hex[:10]
+TOKEN, listener, cases = corpus_fixtures("hs")
 UID_BASE = 1_900_000_000   # LOCAL_SANDBOX_UID_BASE's default
-
-
-def _require_root() -> None:
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("the sandbox gives each run a uid of its own, which needs root")
-
-
-@pytest.fixture(scope="module")
-def listener():
-    sock = listening_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def cases(listener):
-    built = {c.name: c for c in corpus(TOKEN, sentinel_dir=Path("/tmp"), port=listener.getsockname()[1])}
-    yield built
-    for path in Path("/tmp").glob(f"{TOKEN}-sentinel.*"):
-        path.unlink()
 
 
 @pytest.fixture(scope="module")
 def hostile_stack(make_stack):
     """The caps small enough for the disk-fill and log-flood cases to reach them in seconds."""
-    _require_root()
+    require_root()
     return make_stack("hostile", **describe()[1])
 
 
@@ -108,7 +86,7 @@ def test_a_hostile_scenario_through_the_service(name, hostile_stack, cases, list
 def test_each_slot_runs_as_its_own_uid_and_a_cancel_leaves_nothing(make_stack):
     """Two runs at once (two slots, two simulation worker processes) run under two different uids of
     the sandbox range, not as the worker's user; cancelled, no process of either uid remains."""
-    _require_root()
+    require_root()
     stack = make_stack("slot-uids", LOCAL_MAX_PARALLEL="2")
     stack.start_simulation_workers(name="simulations-2", threads=1)
     api = Api(stack.url, stack.env["ADMIN_KEY"])

@@ -12,35 +12,20 @@ tests/integration/test_sandbox_local.py).
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 
 from core.waits import free_port
-from tests.hostile.scenarios import corpus, describe, leaked_paths, listening_socket, names_an_option, secrets_in
+from tests.hostile.fixtures import corpus_fixtures
+from tests.hostile.scenarios import describe, leaked_paths, names_an_option, secrets_in
 from tests.integration.harness import Api
 
 pytestmark = pytest.mark.kube
 
-TOKEN = "hk" + uuid.uuid4().hex[:10]
+TOKEN, listener, cases = corpus_fixtures("hk")
 NOT_ON_THE_NODE_AGENT = {"memory-bomb"}
 NAMES = [n for n in describe()[0] if n not in NOT_ON_THE_NODE_AGENT]
-
-
-@pytest.fixture(scope="module")
-def listener():
-    sock = listening_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture(scope="module")
-def cases(listener):
-    built = {c.name: c for c in corpus(TOKEN, sentinel_dir=Path("/tmp"), port=listener.getsockname()[1])}
-    yield built
-    for path in Path("/tmp").glob(f"{TOKEN}-sentinel.*"):
-        path.unlink()
 
 
 @pytest.fixture(scope="module")
