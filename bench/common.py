@@ -212,6 +212,13 @@ def stop_simulations(s) -> None:
     s.procs["simulations"].stop()
 
 
+def run_caps(output_bytes: int, log_bytes: int) -> dict:
+    """A stack's MAX_OUTPUT_MB and MAX_LOG_MB raised above what a benchmark's run writes (their defaults would
+    stop a heavy run, as they should stop a tenant's)."""
+    return {"MAX_OUTPUT_MB": str(math.ceil(output_bytes * 1.15 / (1 << 20)) + 64),
+            "MAX_LOG_MB": str(math.ceil(log_bytes * 1.15 / (1 << 20)) + 64)}
+
+
 def register_tenant(s, **limits) -> dict:
     body = {"tenant_id": f"bench-{uuid.uuid4().hex[:10]}", "max_cpu": 10_000, "max_memory_gi": 10_000,
             "max_concurrent_jobs": 10_000, **limits}

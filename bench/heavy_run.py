@@ -349,11 +349,6 @@ def plan_scenario(output_bytes: int, log_bytes: int) -> tuple[bytes, dict]:
 
 
 # -- one job through the API ----------------------------------------------------------------------------------
-def caps(output_bytes: int, log_bytes: int) -> dict:
-    return {"MAX_OUTPUT_MB": str(math.ceil(output_bytes * 1.15 / MiB) + 64),
-            "MAX_LOG_MB": str(math.ceil(log_bytes * 1.15 / MiB) + 64)}
-
-
 def follow(http: httpx.Client, job_id: str, headers: dict, peaks: Peaks, t0: float, timeout: float) -> tuple[dict, dict]:
     """Polls the job until it is terminal; the first time (s since ``t0``) each status was seen. COLLECTING
     starts the collection phase."""
@@ -424,7 +419,8 @@ def measure(s, tenant: dict, archive: bytes, timeout: float, node_agent: int | N
 
 def run_local(output_bytes: int, log_bytes: int, timeout: float) -> dict:
     binary_dir = Path(tempfile.mkdtemp(prefix="sumo-k8-fake-sumo-"))
-    env = {"SUMO_BINARY": str(fake_sumo.install(binary_dir)), "LOCAL_MAX_PARALLEL": "1", **caps(output_bytes, log_bytes)}
+    env = {"SUMO_BINARY": str(fake_sumo.install(binary_dir)), "LOCAL_MAX_PARALLEL": "1",
+           **common.run_caps(output_bytes, log_bytes)}
     try:
         with common.stack(f"{NAME}_local", env=env) as s:
             tenant = common.register_tenant(s)
@@ -453,7 +449,8 @@ def run_kubernetes(output_bytes: int, log_bytes: int, timeout: float) -> dict:
         port = free_port()  # known before the start: the collector pods upload to it
         env = {"EXECUTOR": "kubernetes", "KUBECONFIG": str(cluster.kubeconfig), "PORT": str(port),
                "COLLECT_URL": f"http://127.0.0.1:{port}", "JOB_TTL_SECONDS": "5", "WATCH_RESYNC_SECONDS": "5",
-               "RESULT_STORAGE_SIZE_GI": str(math.ceil(sum(expected) * 1.3 / (1 << 30)) + 1), **caps(*expected)}
+               "RESULT_STORAGE_SIZE_GI": str(math.ceil(sum(expected) * 1.3 / (1 << 30)) + 1),
+               **common.run_caps(*expected)}
         with common.stack(f"{NAME}_kubernetes", env=env) as s:
             tenant = register_and_wait(s, cluster.api_client(), 120)
             node_agent = next(p for p in cluster.procs if p.name == "node-agent").popen.pid

@@ -642,7 +642,6 @@ def measure_submit_burst(s, cluster, watch: JobWatch, args) -> dict:
     with httpx.Client(base_url=s.url, timeout=30, headers=common.auth(tenant)) as c:
         rows = {j["job_id"]: j for j in list_jobs(c) if j["job_id"] in ids}
     admitted = sorted(_api_ts(r["admitted_at"]) for r in rows.values() if r["admitted_at"])
-    submitted = sorted(_api_ts(r["submitted_at"]) for r in rows.values())
     seen = sorted(jobs[j]["seen"] for j in ids)
     created = sorted(jobs[j]["created"] for j in ids)
     n = len(ids)

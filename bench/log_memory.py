@@ -172,6 +172,16 @@ def _phase(results: dict, name: str, pids: dict[str, int], work) -> object:
     return value
 
 
+def _log_written(http, job_id, headers, log: Path, log_bytes: int) -> bool:
+    """The live log has its size; a job that ended before (a cap, a crash) ends the benchmark at once."""
+    if log.exists() and log.stat().st_size >= log_bytes:
+        return True
+    job = http.get(f"/jobs/{job_id}", headers=headers).json()
+    if job["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+        raise RuntimeError(f"the job ended {job['status']} before its log was written: {job.get('error')}")
+    return False
+
+
 def _release(http, job_id, headers, work: Path, timeout: float) -> None:
     """Lets the fake sumo end, and waits until the job SUCCEEDED (its results and log are then stored)."""
     (work / "run" / HOLD_FILE).touch()
@@ -199,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(common.describe(started))
 
     binary_dir = Path(tempfile.mkdtemp(prefix="sumo-k8-fake-sumo-"))
-    env = {"SUMO_BINARY": str(fake_sumo.install(binary_dir)), "LOCAL_MAX_PARALLEL": "1"}
+    env = {"SUMO_BINARY": str(fake_sumo.install(binary_dir)), "LOCAL_MAX_PARALLEL": "1",
+           **common.run_caps(0, log_bytes)}
     phases: dict = {}
     tail_ms: dict = {}
     with common.stack("log_memory", api_workers=args.api_workers, env=env) as s:
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
         job_id = r.json()["job_id"]
         work = Path(s.env["DATA_DIR"]) / "work" / job_id
         t0 = time.perf_counter()
-        common.wait_until(lambda: (work / "sumo.log").exists() and (work / "sumo.log").stat().st_size >= log_bytes,
+        common.wait_until(lambda: _log_written(http, job_id, headers, work / "sumo.log", log_bytes),
                           max(120, args.log_mb), f"a live log of {log_bytes} bytes")
         written_s = time.perf_counter() - t0
         print(f"job {job_id}: {log_bytes} bytes of log written in {written_s:.1f} s")

@@ -28,7 +28,6 @@ import os
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import psutil
