@@ -701,7 +701,7 @@ def probe_start_calls(cluster, namespace: str, n: int) -> dict:
         spec = types.SimpleNamespace(job_id=f"probe-{i}", tenant_id="bench-probe", cpu_request=1, memory_gi=1,
                                      deadline_seconds=600)
         body = m.simulation_job(spec, image="probe", config_file="x.sumocfg", log_file=None, chunks=1,
-                                backoff_limit=0, ttl_seconds=5, suspend=True)
+                                backoff_limit=0, ttl_seconds=5, max_output_mb=64, max_log_mb=64, suspend=True)
         body["metadata"]["labels"] = body["spec"]["template"]["metadata"]["labels"] = {"bench": "probe"}
         body["metadata"].pop("finalizers", None)
         t1 = time.perf_counter()
