@@ -43,7 +43,7 @@ from pathlib import Path
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from . import logserver, pvc_binder
+from . import logserver, memcg, pvc_binder
 from .containerlog import parse_size
 from .podrun import Attempt, PodRuntime, now
 from .toolwrappers import make_tool_wrappers
@@ -514,6 +514,9 @@ class NodeAgent:
                         Path(self.args.client_ca), self.lookup_log)
         self.register()
         log.info("node %s registered (kubelet port %d, venv %s)", self.node, self.args.port, self.venv)
+        unlimited = memcg.available()
+        if unlimited:
+            log.warning("containers' memory limits are not enforced: %s", unlimited)
         threading.Thread(target=self.heartbeat_loop, name="heartbeat", daemon=True).start()
         threading.Thread(target=pvc_binder.bind_loop, args=(self.core, self.state_dir, self.stop),
                          name="pvc-binder", daemon=True).start()

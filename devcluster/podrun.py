@@ -21,6 +21,9 @@ Logs are written as a CRI runtime writes them (``<RFC3339Nano> <stream> <P|F>
 so the log server can honour ``timestamps``/``sinceTime``/``tailLines``/``limitBytes``
 as the kubelet does.
 
+A container with ``resources.limits.memory`` runs in a memory cgroup of that size (:mod:`devcluster.memcg`):
+past it the kernel kills it and its state says ``OOMKilled``, as a kubelet's does.
+
 Each container gets a private ``/dev`` (a tmpfs with the usual device nodes bound
 in, as a container runtime makes one) and its ``terminationMessagePath`` bound to
 a file of the pod's: what the container writes there (at most 4096 bytes) becomes
@@ -41,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .containerlog import DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE, LogWriter
+from .memcg import MemoryCgroup
 from .toolwrappers import TOOLS_MNT
 
 MOUNT, CHROOT, UNSHARE = (shutil.which(b) or f"/usr/bin/{b}" for b in ("mount", "chroot", "unshare"))
@@ -78,6 +82,7 @@ class Attempt:
     out: LogWriter | None = None
     termination: Path | None = None
     fallback_to_logs: bool = False
+    cgroup: MemoryCgroup | None = None
 
     @property
     def done(self) -> bool:
@@ -236,12 +241,13 @@ class PodRuntime:
         return ""
 
     # ------------------------------------------------------------- process
-    def launch_script(self, c, termination: Path | None = None) -> str:
-        """Shell script run by ``unshare --mount``: build the pod's view of
-        the filesystem, then ``chroot`` into it and exec the container."""
+    def launch_script(self, c, termination: Path | None = None, cgroup: MemoryCgroup | None = None) -> str:
+        """Shell script run by ``unshare --mount``: join the container's memory cgroup, build the pod's view
+        of the filesystem, then ``chroot`` into it and exec the container."""
         r = shlex.quote(str(self.root))
         lines = [
             "set -e",
+            *([f"echo $$ > {shlex.quote(str(cgroup.procs))}"] if cgroup is not None else []),
             f"{MOUNT} --rbind / {r}",
             f"{MOUNT} -t tmpfs devcluster {r}/mnt",
             f"mkdir -p {r}{TOOLS_MNT}/venv {r}{TOOLS_MNT}/bin",
@@ -316,8 +322,9 @@ class PodRuntime:
             env = self.container_env(c)
             if not (c.command or c.args):
                 raise ValueError("container has no command/args (images are not run)")
+            a.cgroup = self._memory_cgroup(c, restart)
             script = self.dir / f"{c.name}.sh"
-            script.write_text(self.launch_script(c, a.termination))
+            script.write_text(self.launch_script(c, a.termination, a.cgroup))
             a.proc = subprocess.Popen(
                 [UNSHARE, "--mount", "--propagation", "private", "/bin/sh", str(script)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -334,6 +341,16 @@ class PodRuntime:
             a.readers.append(t)
         return a
 
+    def _memory_cgroup(self, c, restart: int) -> MemoryCgroup | None:
+        """The container's memory cgroup, sized by its memory limit; None without a limit (or a machine
+        that cannot limit memory: :func:`devcluster.memcg.available`)."""
+        limit = ((c.resources.limits if c.resources else None) or {}).get("memory")
+        if not limit:
+            return None
+        from kubernetes.utils.quantity import parse_quantity
+
+        return MemoryCgroup.create(f"{self.uid}-{c.name}-{restart}", int(parse_quantity(limit)))
+
     def wait(self, a: Attempt, timeout: float | None) -> bool:
         """Wait for attempt ``a``; record its exit. True if it finished."""
         if a.done:
@@ -347,6 +364,10 @@ class PodRuntime:
         if a.out:
             a.out.close()
         a.finished = now()
+        if a.cgroup is not None:
+            if a.reason is None and rc != 0 and a.cgroup.oom_killed():
+                a.reason = "OOMKilled"
+            a.cgroup.remove()
         if a.reason is None:
             a.exit_code = rc if rc >= 0 else 128 - rc  # killed by signal N -> 128+N
             a.reason = "Completed" if rc == 0 else "Error"

@@ -316,3 +316,18 @@ def test_service_account_token_volume_is_projected(api, namespace):
                            f"head -1 {sa_dir}/ca.crt"]))
     wait_for("pod sa succeeded", lambda: pod_phase(core, namespace, "sa") == "Succeeded", 60)
     assert pod_log(core, "sa", namespace) == f"{namespace}\neyJ\n-----BEGIN CERTIFICATE-----\n"
+
+
+def test_a_container_past_its_memory_limit_is_oom_killed(api, namespace):
+    """The node agent enforces ``resources.limits.memory`` with a memory cgroup, as a kubelet does: the
+    container is killed by the kernel and its state says OOMKilled with exit code 137."""
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    hog = ["python3", "-c", "x = bytearray(256 << 20); x[::4096] = b'x' * len(x[::4096]); print('survived')"]
+    body = job("oom", hog)
+    body["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"memory": "64Mi", "cpu": "100m"}, "limits": {"memory": "64Mi", "cpu": "1"}}
+    batch.create_namespaced_job(namespace, body)
+    assert wait_for("job oom finished", lambda: job_condition(batch, namespace, "oom"), 120) == "Failed"
+    term = job_pod(core, namespace, "oom").status.container_statuses[0].state.terminated
+    assert (term.reason, term.exit_code) == ("OOMKilled", 137), term
+    assert "survived" not in pod_log(core, job_pod(core, namespace, "oom").metadata.name, namespace)

@@ -129,3 +129,23 @@ def test_a_run_stopped_at_a_cap_fails_with_its_termination_message_first():
                          "(BackoffLimitExceeded: Job has reached the specified backoff limit (sumo exited with code 3))")
     plain = t.translate_job(job(cond("Failed", "BackoffLimitExceeded")), [pod("Failed", containerStatuses=terminated(1))])
     assert plain.reason == "BackoffLimitExceeded (sumo exited with code 1)"  # no message: as before
+
+
+def test_a_container_killed_at_its_memory_limit_names_the_limit_and_memory_gi():
+    killed = [{"name": "sumo", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]
+    failed = job(cond("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+    failed["spec"] = {"template": {"spec": {"containers": [
+        {"name": "sumo", "resources": {"limits": {"memory": "2Gi", "cpu": "1"}}}]}}}
+    ev = t.translate_job(failed, [pod("Failed", containerStatuses=killed)])
+    assert ev.status is JobStatus.FAILED and ev.exit_code == 137
+    assert ev.reason.startswith("OOMKilled: sumo used more memory than its limit of 2Gi (memory_gi=2)"), ev.reason
+    assert "(sumo exited with code 137)" in ev.reason
+    plain = t.translate_job(job(cond("Failed", "BackoffLimitExceeded")), [pod("Failed", containerStatuses=killed)])
+    assert plain.reason.startswith("OOMKilled: sumo used more memory than its container may"), plain.reason
+
+
+def test_a_failed_runs_termination_message_is_its_log_tail_not_its_reason():
+    failed = [{"name": "sumo", "state": {"terminated": {"exitCode": 1, "message": "Error: unknown edge 'nope'\nQuitting."}}}]
+    ev = t.translate_job(job(cond("Failed", "BackoffLimitExceeded")), [pod("Failed", containerStatuses=failed)])
+    assert ev.reason == "BackoffLimitExceeded (sumo exited with code 1)"
+    assert ev.log_tail == "Error: unknown edge 'nope'\nQuitting."

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from kubernetes.utils.quantity import parse_quantity
+
 from core.domain.states import JobStatus, StatusEvent
 from core.executors.kubernetes.manifests import COMPONENT, INIT_CONTAINER, JOB_LABEL, MAIN_CONTAINER, SIMULATION
+from core.executors.kubernetes.pod_scripts import CAP_EXIT_CODE
 
 #: Waiting reasons that are normal steps of a start, not something to tell the user.
 QUIET_WAITING = frozenset({"ContainerCreating", "PodInitializing"})
@@ -122,6 +125,24 @@ def termination_message(pod: dict | None) -> str | None:
     return message or None
 
 
+def _oom_killed(job: dict, pod: dict | None) -> str | None:
+    """What a container ended by the OOM killer (its memory limit reached) is told: the limit, and the job's
+    memory_gi it comes from; None for any other end."""
+    term, name = _terminated(pod)
+    if (term or {}).get("reason") != "OOMKilled":
+        return None
+    spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    limit = next((((c.get("resources") or {}).get("limits") or {}).get("memory")
+                  for c in containers if c.get("name") == name), None)
+    who = "sumo" if name == MAIN_CONTAINER else "unpacking the input"
+    if not limit:
+        return f"OOMKilled: {who} used more memory than its container may"
+    gi = parse_quantity(limit) / 2**30
+    return (f"OOMKilled: {who} used more memory than its limit of {limit} "
+            f"(memory_gi={int(gi) if gi == int(gi) else float(gi)}); submit it with more memory")
+
+
 def started_at(pod: dict | None) -> datetime | None:
     """When the ``sumo`` container started, if it ever did."""
     cs = _status(pod, MAIN_CONTAINER) if pod else None
@@ -160,10 +181,13 @@ def translate_job(job: dict, pods: list[dict], deleted: bool = False) -> StatusE
             reason = _reason(cond.get("reason"), cond.get("message"))
             if code is not None:
                 reason += f" ({'sumo' if container == MAIN_CONTAINER else 'unpacking the input'} exited with code {code})"
-            told = termination_message(pod)
-            if told:  # the container's own account of why it ended comes first
+            told, tail = termination_message(pod), None
+            if told and container == MAIN_CONTAINER and code != CAP_EXIT_CODE:
+                told, tail = None, told  # a failed run's message is its console's last lines
+            told = told or _oom_killed(job, pod)
+            if told:  # the container's own account of why it ended (or the kernel's) comes first
                 reason = f"{told} ({reason})"
-            return StatusEvent(job_id, JobStatus.FAILED, at, reason=reason, exit_code=code)
+            return StatusEvent(job_id, JobStatus.FAILED, at, reason=reason, exit_code=code, log_tail=tail)
     if deleted or (job.get("metadata") or {}).get("deletionTimestamp"):
         return StatusEvent(job_id, JobStatus.CANCELLED, datetime.now(timezone.utc),
                            reason="the Kubernetes Job was deleted before it finished")
