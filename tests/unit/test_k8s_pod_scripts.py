@@ -98,6 +98,17 @@ def test_a_run_past_max_output_mb_is_stopped_saying_so(tmp_path):
     assert (jd / "run/fcd.xml").stat().st_size < 100 * 1024 * 1024  # stopped soon after, not at the end
 
 
+def test_a_failed_run_leaves_its_consoles_last_lines_as_its_termination_message(tmp_path):
+    """The pod may be deleted (its Job's TTL) before the watcher reads its log: the message carries the tail."""
+    done, jd = square_run(tmp_path, end=20000, report='<step-log.period value="1"/>',
+                          output='<tripinfo-output value="/proc/forbidden/trips.xml"/>')
+    assert done.returncode == 1, done.stdout[-500:]
+    told = (tmp_path / "termination-log").read_text()
+    assert "Error" in told and "trips.xml" in told, told
+    assert len(told.encode()) <= ps.TAIL_BYTES and len(told.splitlines()) <= ps.TAIL_LINES
+    assert told.splitlines()[-1] in done.stdout.decode().replace("\r", "\n")
+
+
 # -- the collector ------------------------------------------------------------------------------------------
 class Receiver:
     """An upload endpoint for the collector script: answers like the API, remembers what it got."""

@@ -6,7 +6,7 @@ Each streams what it handles in blocks, so a pod holds a few MiB whatever the si
   and unpacks it member by member, recording each input's sha256 and size;
 * :data:`RUN_SCRIPT` (the simulation's main container) runs SUMO beside its inputs, copies its console to the pod
   log and to ``sumo.log``, and stops it once its outputs pass MAX_OUTPUT_MB or its console MAX_LOG_MB, saying so
-  in the container's termination message;
+  in the container's termination message; a run that fails leaves its console's last lines there instead;
 * :data:`COLLECT_SCRIPT` (the collector pod) uploads every output, the log and the statistics to the API, one
   ``PUT`` per file with the job's token, and prints one manifest line of what it sent.
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 #: The exit code of a run stopped at a cap (SUMO's own are 0 and 1).
 CAP_EXIT_CODE = 3
+#: A failed run's termination message: its console's last lines, within the kubelet's 4096 bytes per message.
+TAIL_LINES, TAIL_BYTES = 20, 3072
 #: How a collector's manifest line starts (its last line of output).
 MANIFEST_PREFIX = "SUMO-K8-MANIFEST "
 
@@ -94,13 +96,21 @@ if not stopped and outputs() > max_out:  # written since the last look (the log'
 if log_file:
     target = os.path.join(run, log_file); os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copyfile(d + "/sumo.log", target)
-if stopped:
+def tell(text):
     try:
-        with open(os.environ.get("TERMINATION_LOG", "/dev/termination-log"), "w") as fh: fh.write(stopped[0])
+        with open(os.environ.get("TERMINATION_LOG", "/dev/termination-log"), "w") as fh: fh.write(text)
     except OSError: pass
+if stopped:
+    tell(stopped[0])
     sys.exit(CAP_EXIT_CODE)
+if code != 0:  # the console's last lines: the pod may be gone before anyone reads its log
+    size = os.path.getsize(d + "/sumo.log")
+    with open(d + "/sumo.log", "rb") as fh:
+        fh.seek(max(0, size - TAIL_BYTES)); tail = fh.read().replace(b"\\r\\n", b"\\n").replace(b"\\r", b"\\n")
+    lines = tail.split(b"\\n")[1 if size > TAIL_BYTES else 0:]
+    tell(b"\\n".join([ln for ln in lines if ln.strip()][-TAIL_LINES:]).decode("utf-8", "replace"))
 sys.exit(code if code >= 0 else 128 - code)
-""".replace("CAP_EXIT_CODE", str(CAP_EXIT_CODE))
+""".replace("CAP_EXIT_CODE", str(CAP_EXIT_CODE)).replace("TAIL_BYTES", str(TAIL_BYTES)).replace("TAIL_LINES", str(TAIL_LINES))
 
 COLLECT_SCRIPT = """\
 import hashlib, json, os, resource, socket, ssl, stat, sys, time, urllib.parse

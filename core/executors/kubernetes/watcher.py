@@ -252,6 +252,8 @@ class Watcher:
             again = t.translate_job(job, fresh) if fresh and job else None
             if again is not None and again.exit_code is not None:
                 event, pods = replace(again, at=event.at), fresh
+        if event.log_tail:  # the run's own last lines came in its termination message
+            return event
         pod = t.newest_pod(pods)
         tail = self._log_tail(namespace, pod) if pod else None
         return replace(event, log_tail=tail) if tail else event
