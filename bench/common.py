@@ -8,6 +8,7 @@ table and written to ``bench/out/<name>.json``.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import math
 import os
@@ -210,6 +211,17 @@ def wait_ready(url: str, timeout: float) -> None:
 def stop_simulations(s) -> None:
     """Stop the simulation workers: admitted jobs then wait and SUMO takes no CPU."""
     s.procs["simulations"].stop()
+
+
+def download(http: httpx.Client, url: str, headers: dict) -> tuple[int, str]:
+    """Streams ``url`` to nowhere: its size and sha256, for checking against a results listing."""
+    digest, size = hashlib.sha256(), 0
+    with http.stream("GET", url, headers=headers) as r:
+        r.raise_for_status()
+        for chunk in r.iter_raw():
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def run_caps(output_bytes: int, log_bytes: int) -> dict:

@@ -368,16 +368,6 @@ def follow(http: httpx.Client, job_id: str, headers: dict, peaks: Peaks, t0: flo
         time.sleep(POLL_SECONDS)
 
 
-def download(http: httpx.Client, url: str, headers: dict) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with http.stream("GET", url, headers=headers) as r:
-        r.raise_for_status()
-        for chunk in r.iter_raw():
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
 def measure(s, tenant: dict, archive: bytes, timeout: float, node_agent: int | None = None) -> dict:
     headers = common.auth(tenant)
     http = httpx.Client(base_url=s.url, timeout=600)
@@ -397,7 +387,7 @@ def measure(s, tenant: dict, archive: bytes, timeout: float, node_agent: int | N
         listing = http.get(f"/jobs/{job_id}/results", headers=headers).json()
         files, t1 = {}, time.perf_counter()
         for f in listing["files"]:
-            size, digest = download(http, f["url"], headers)
+            size, digest = common.download(http, f["url"], headers)
             if (size, digest) != (f["size"], f["sha256"]):
                 raise RuntimeError(f"{f['name']}: downloaded {size} bytes (sha256 {digest}), listed {f}")
             files[f["name"]] = {"size": size, "sha256": digest}

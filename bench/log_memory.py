@@ -21,7 +21,6 @@ from files (``rchar`` of ``/proc/<pid>/io``).  Writes ``bench/out/log_memory.jso
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import tempfile
 import time
@@ -149,16 +148,6 @@ def follow_sse(http: httpx.Client, job_id: str, headers: dict, start: int, end: 
     return received, last_id
 
 
-def download(http: httpx.Client, url: str, headers: dict) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with http.stream("GET", url, headers=headers) as r:
-        r.raise_for_status()
-        for chunk in r.iter_raw():
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
 # -- the benchmark --------------------------------------------------------------------------------------------
 def _phase(results: dict, name: str, pids: dict[str, int], work) -> object:
     with Watch(pids) as watch:
@@ -249,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
         listing = http.get(f"/jobs/{job_id}/results", headers=headers).json()
         entry = next(f for f in listing["files"] if f["name"] == "sumo.log")
         size, digest = _phase(phases, "archived: download sumo.log", pids,
-                              lambda: download(http, f"/jobs/{job_id}/results/sumo.log", headers))
+                              lambda: common.download(http, f"/jobs/{job_id}/results/sumo.log", headers))
         assert size == entry["size"] == log_bytes and digest == entry["sha256"], (size, entry)
         phases["archived: download sumo.log"]["bytes"] = size
 

@@ -212,8 +212,14 @@ def logs(job_id: str, follow: bool = typer.Option(False, "--follow", "-f"), tail
     """Print a job's log (or follow it live)."""
     with client() as c:
         if not follow:
-            params = {"tail": tail} if tail else {}
-            sys.stdout.write(check(c.get(f"/jobs/{job_id}/logs", params=params))["logs"])
+            params = {"format": "text", **({"tail": tail} if tail else {})}
+            with c.stream("GET", f"/jobs/{job_id}/logs", params=params) as r:  # a log of any size, piece by piece
+                if r.status_code >= 400:
+                    r.read()
+                    check(r)
+                for piece in r.iter_bytes():
+                    sys.stdout.buffer.write(piece)
+            sys.stdout.flush()
             return
         _follow_log(c, job_id)
 

@@ -5,6 +5,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -85,27 +86,34 @@ async def cancel_job(job_id: uuid.UUID, caller: Caller = Depends(tenant_only), c
 
 
 _TAIL_MAX = f"{logs.TAIL_MAX_BYTES // 2**20} MiB"
-LOGS_DOC = {200: {"description": (
+GONE = {410: {"description": "The job's results and log were deleted (`DELETE /jobs/{id}/data`, or past "
+                             "RESULT_RETENTION_DAYS); the detail says which and when"}}
+LOGS_DOC = {**GONE, 200: {"description": (
     "The log as `{\"job_id\": ..., \"logs\": ...}`, streamed in pieces (chunked, no Content-Length): the "
     "server holds one read of the log at a time, whatever its size.  With `tail`, its last N lines (ended by "
     f"LF, CR or CR LF), read from the log's end; at most {_TAIL_MAX}: when the last N lines are longer, the "
     f"answer is the log's last {_TAIL_MAX} and starts inside its first line.  A body cut short (no closing "
-    "`}`) means the log could not be read to its end."), "content": {"application/json": {}}}}
+    "`}`) means the log could not be read to its end.  With `format=text`, the log's own bytes (text/plain)."),
+    "content": {"application/json": {}, "text/plain": {}}}}
 
 
 @router.get("/jobs/{job_id}/logs", response_model=JobLogs, responses=LOGS_DOC)
 async def get_logs(
     job_id: uuid.UUID,
     tail: int | None = Query(None, ge=1, le=100_000, description=f"Only the last N lines (at most {_TAIL_MAX})"),
+    format: Literal["json", "text"] = Query("json", description="`text`: the log's own bytes as text/plain"),
     caller: Caller = Depends(tenant_only),
     ctx: Context = Depends(context),
 ):
     job, spec = await threads.run(queries.job_with_spec, ctx, str(job_id), caller.tenant_id)
-    pieces = await threads.run(logs.document, ctx, job, spec, tail)
-    return StreamingResponse(_iterate_in_thread(pieces), media_type="application/json")
+    as_text = format == "text"
+    pieces = await threads.run(logs.document, ctx, job, spec, tail, as_text=as_text)
+    return StreamingResponse(_iterate_in_thread(pieces),
+                             media_type="text/plain; charset=utf-8" if as_text else "application/json")
 
 
 STREAM_DOC = {
+    **GONE,
     200: {"content": {"text/event-stream": {}}},
     422: {"description": "Last-Event-ID is not the id of an event this stream sent"},
     429: {"description": "The tenant has MAX_LOG_STREAMS_PER_TENANT log streams open (Retry-After: seconds)"},
@@ -196,7 +204,8 @@ async def list_results(job_id: uuid.UUID, request: Request, caller: Caller = Dep
     return body
 
 
-@router.get("/jobs/{job_id}/results/{path:path}", name="download_result", responses={200: {"content": {"application/octet-stream": {}}}})
+@router.get("/jobs/{job_id}/results/{path:path}", name="download_result",
+            responses={**GONE, 200: {"content": {"application/octet-stream": {}}}})
 async def download_result(job_id: uuid.UUID, path: str, caller: Caller = Depends(tenant_only), ctx: Context = Depends(context)):
     entry, chunks = await threads.run(results.download, ctx, str(job_id), caller.tenant_id, path)
     filename = Path(path).name.replace('"', "")

@@ -55,6 +55,12 @@ class UnitOfWork:
         self.usage = UsageRepository(conn)
         self.sweeps = SweepRepository(conn)
 
+    def locked_job(self, job_id: str, tenant_id: str) -> dict | None:
+        """The tenant's job row, locked for update after the tenant's usage row (the lock order every writer
+        of both follows: core.db.usage); None when the tenant has no such job."""
+        self.usage.lock(tenant_id)
+        return self.jobs.get(job_id, tenant_id, lock=True)
+
 
 UnitOfWorkFactory = Callable[[], ContextManager[UnitOfWork]]
 

@@ -96,8 +96,7 @@ def cancel_job(ctx: Context, tenant_id: str, job_id: str) -> dict:
     """Cancel a job of ``tenant_id``: a queued one never starts, a running one is stopped."""
     now = utcnow()
     with ctx.uow() as uow:
-        uow.usage.lock(tenant_id)  # before the job row (core.db.usage: lock order)
-        job = uow.jobs.get(job_id, tenant_id, lock=True)
+        job = uow.locked_job(job_id, tenant_id)
         if job is None:
             raise NotFound(f"job {job_id} not found")
         new = cancel(job_state(job), now)

@@ -128,15 +128,17 @@ def _live_then_archived(ctx: Context, job: dict, spec: JobSpec, data: bytes, pos
         data, position = got
 
 
-def document(ctx: Context, job: dict, spec: JobSpec, tail_lines: int | None = None) -> Iterator[bytes]:
+def document(ctx: Context, job: dict, spec: JobSpec, tail_lines: int | None = None, *,
+             as_text: bool = False) -> Iterator[bytes]:
     """``{"job_id": ..., "logs": ...}`` (the whole log, or its last ``tail_lines`` lines) as JSON pieces
-    of one read each; the log is opened (and a tail read) before this returns."""
+    of one read each, or with ``as_text`` the log's own bytes; the log is opened (and a tail read) before
+    this returns."""
     if tail_lines:
         data = tail(ctx, job, spec, tail_lines)
         pieces: Iterator[bytes] = (data[i:i + CHUNK] for i in range(0, len(data), CHUNK))
     else:
         pieces = chunks(ctx, job, spec)
-    return log_text.json_document({"job_id": spec.job_id}, "logs", pieces)
+    return pieces if as_text else log_text.json_document({"job_id": spec.job_id}, "logs", pieces)
 
 
 # -- following ---------------------------------------------------------------------------------------

@@ -39,8 +39,7 @@ def delete_job_data(ctx: Context, tenant_id: str, job_id: str) -> dict:
     """
     now = utcnow()
     with ctx.uow() as uow:
-        uow.usage.lock(tenant_id)  # before the job row (core.db.usage: lock order)
-        job = uow.jobs.get(job_id, tenant_id, lock=True)
+        job = uow.locked_job(job_id, tenant_id)
         if job is None:
             raise NotFound(f"job {job_id} not found")
         if not JobStatus(job["status"]).is_terminal:

@@ -131,13 +131,24 @@ def expire(ctx: Context, now: datetime | None = None) -> dict[str, int]:
         log.warning("job %s FAILED: PENDING for more than %g s (%s)", job["job_id"], pending_timeout, job["pending_reason"])
         ctx.bus.best_effort(ctx.bus.cancel_job, str(job["job_id"]))  # the executor stops it
         ctx.bus.best_effort(ctx.bus.request_admission, job["tenant_id"])  # its quota is free again
+        # Nothing is collected, but its pod may have unpacked the inputs (an image that cannot be pulled
+        # fails after the init container): the executor's copy goes.
+        _drop_leftovers(ctx, job, "of the job that never ran", store=False)
     for job in given_up:
         log.warning("job %s: results not stored within %g s (%s); collection given up", job["job_id"],
                     collect_timeout, job["collect_error"])
-        spec = ctx.job_spec(job, job["tenant_namespace"])
-        try:  # whatever a failed attempt stored is listed nowhere; the executor's copy goes too
-            ctx.store.delete_prefix(spec.result_prefix)
-            ctx.executor.release(spec)
-        except Exception as exc:  # noqa: BLE001 — the job's end is recorded; leftovers are logged
-            log.warning("job %s: leftovers of the failed collection not removed: %s", job["job_id"], exc)
+        # whatever a failed attempt stored is listed nowhere; the executor's copy goes too
+        _drop_leftovers(ctx, job, "of the failed collection", store=True)
     return {"pending_timed_out": len(timed_out), "collect_timed_out": len(given_up)}
+
+
+def _drop_leftovers(ctx: Context, job: dict, what: str, *, store: bool) -> None:
+    """Remove a job's copy in the executor (and with ``store`` what the store holds under its results); the
+    job's end is recorded already, so a failure here is logged, not raised."""
+    spec = ctx.job_spec(job, job["tenant_namespace"])
+    try:
+        if store:
+            ctx.store.delete_prefix(spec.result_prefix)
+        ctx.executor.release(spec)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("job %s: leftovers %s not removed: %s", job["job_id"], what, exc)

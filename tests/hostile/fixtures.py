@@ -2,13 +2,14 @@
 local service (tests/integration/test_sandbox_local.py) and on the dev cluster (tests/kube)."""
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.hostile.scenarios import corpus, listening_socket
+from tests.hostile.scenarios import corpus, listening_socket, secrets_in
 
 
 def require_root() -> None:
@@ -36,3 +37,18 @@ def corpus_fixtures(prefix: str):
             path.unlink()
 
     return token, listener, cases
+
+
+def assert_nothing_came_back(api, tenant: dict, job: dict, results: dict, secrets, case, listener) -> None:
+    """Through the service: no secret of it in what the tenant gets back (the job's status, its log, its
+    results' names and contents), and nothing connected to the listener."""
+    texts = [json.dumps(job), api.http.get(f"/jobs/{job['job_id']}/logs", headers=api.auth(tenant)).text]
+    for f in results["files"]:
+        texts.append(f["name"])
+        got = api.http.get(f"/jobs/{job['job_id']}/results/{f['name']}", headers=api.auth(tenant))
+        assert got.status_code == 200, got.text
+        texts.append(got.content.decode(errors="replace"))
+    assert secrets_in(texts, secrets) == []
+    if case.listener:
+        with pytest.raises(BlockingIOError):
+            listener.accept()

@@ -156,6 +156,12 @@ def check_whole(job: Held) -> None:
     assert body["job_id"] == job.job_id and body["logs"].encode() == LOG
     assert watch.most("api") < MEMORY_BOUND_MB, watch.growth_mb
 
+    with Watch(api_processes(job.stack)) as watch:  # the log's own bytes, as the CLI asks for them
+        r = job.get(params={"format": "text"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert "content-length" not in r.headers and r.content == LOG
+    assert watch.most("api") < MEMORY_BOUND_MB, watch.growth_mb
+
 
 def check_resume_from_offset(job: Held, offset: int, *, ends: bool) -> dict | None:
     """From an offset inside a line: the rest of the log, without reading what came before; then (when the
@@ -233,6 +239,15 @@ def test_cli_follow_prints_the_log_as_sent_and_waits_out_a_429(archived, logs_st
     assert out.returncode == 0, out.stderr
     assert "MAX_LOG_STREAMS_PER_TENANT" in out.stderr and "job ended: SUCCEEDED" in out.stderr, out.stderr
     assert out.stdout == as_sse(log)
+
+
+def test_cli_logs_prints_the_whole_log_byte_for_byte(archived):
+    """``logs`` without ``--follow`` streams the log's text (``format=text``) to stdout as it comes."""
+    env = {"SUMO_K8_URL": archived.stack.url, "SUMO_K8_API_KEY": archived.tenant["api_key"], "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "cli.main", "logs", archived.job_id], env=env, capture_output=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == LOG
 
 
 # -- refusals ------------------------------------------------------------------------------------------------

@@ -79,7 +79,9 @@ def test_an_unfinished_job_s_data_is_refused_and_a_cancelled_one_s_is_deleted_wi
     assert api.wait_results(tenant, job_id, timeout=60)["files"] == []
     wait_until(lambda: not work_dir.exists(), 30, "the executor's copy released")
     assert not input_file.exists()
-    assert not result_dir.exists() or not any(result_dir.iterdir()), list(result_dir.iterdir())
+    # The collection records its end, then removes what it stored for nothing: wait for the removal too.
+    wait_until(lambda: not result_dir.exists() or not any(result_dir.iterdir()), 30,
+               "what the collection stored after the deletion removed")
     assert stored(api, tenant) == 0
     assert api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).status_code == 410
 

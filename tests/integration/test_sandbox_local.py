@@ -8,7 +8,6 @@ run, no secret of the service reached the tenant, and nothing of the run is left
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from core.executors.local_process import pids_of_uid
 from core.executors.local_slots import UID_POOL_SIZE
-from tests.hostile.fixtures import corpus_fixtures, require_root
+from tests.hostile.fixtures import assert_nothing_came_back, corpus_fixtures, require_root
 from tests.hostile.scenarios import describe, leaked_paths, names_an_option, secrets_in
 from tests.integration.harness import Api, long_square, wait_until
 
@@ -69,18 +68,7 @@ def test_a_hostile_scenario_through_the_service(name, hostile_stack, cases, list
     assert leaked_paths(TOKEN, roots=[Path("/"), Path("/tmp"), Path.home()], deep=[stack.data_dir],
                         allowed=allowed) == []
 
-    # No secret of the service in what the tenant gets back: status, log, result names and contents.
-    texts = [json.dumps(job), api.http.get(f"/jobs/{job_id}/logs", headers=api.auth(tenant)).text]
-    for f in results["files"]:
-        texts.append(f["name"])
-        got = api.http.get(f"/jobs/{job_id}/results/{f['name']}", headers=api.auth(tenant))
-        assert got.status_code == 200, got.text
-        texts.append(got.content.decode(errors="replace"))
-    assert secrets_in(texts, secrets) == []
-
-    if case.listener:
-        with pytest.raises(BlockingIOError):
-            listener.accept()
+    assert_nothing_came_back(api, tenant, job, results, secrets, case, listener)
 
 
 def test_each_slot_runs_as_its_own_uid_and_a_cancel_leaves_nothing(make_stack):

@@ -6,14 +6,13 @@ problem (the entry, the option, the missing file, the limit).
 """
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 
 import httpx
 import pytest
 
-from tests.integration.harness import ZIPS, Api
+from tests.integration.harness import Api
 from tests.unit.scenario_archives import (
     NET,
     ROUTES,

@@ -20,7 +20,7 @@ import pytest
 
 from core.waits import free_port
 from devcluster.containerlog import parse_size
-from tests.integration.harness import Api, log_lines, wait_until
+from tests.integration.harness import Api, log_lines
 from tests.kube.conftest import SQUARE, square_variant
 
 pytestmark = [pytest.mark.kube, pytest.mark.timeout(600)]

@@ -5,8 +5,9 @@
   Job is deleted.  The sweeper, asking the executor what it sees (``Executor.observe``), brings the one
   whose Job is still there to SUCCEEDED with its results, and the other to FAILED saying its Job is gone,
   with its log still collected from the tenant's volume.
-* A job that cannot be scheduled is FAILED after PENDING_TIMEOUT_SECONDS naming why, its Job is deleted,
-  and the quota it held admits the tenant's next job.
+* A job that cannot be scheduled is FAILED after PENDING_TIMEOUT_SECONDS naming why, its Job is deleted, a
+  cleanup Job clears what it may have left on the tenant's volume, and the quota it held admits the tenant's
+  next job.
 """
 from __future__ import annotations
 
@@ -51,8 +52,12 @@ def purge_status_queue(r: redis_lib.Redis) -> None:
 
 
 def k8s_job(batch: client.BatchV1Api, namespace: str, job_id: str):
+    return _job_named(batch, namespace, m.job_name(job_id))
+
+
+def _job_named(batch: client.BatchV1Api, namespace: str, name: str):
     try:
-        return batch.read_namespaced_job(m.job_name(job_id), namespace)
+        return batch.read_namespaced_job(name, namespace)
     except client.ApiException as exc:
         if exc.status == 404:
             return None
@@ -121,5 +126,9 @@ def test_a_job_that_cannot_be_scheduled_fails_after_the_pending_timeout(rstack, 
     assert failed["error"].startswith(f"PENDING for more than PENDING_TIMEOUT_SECONDS ({PENDING_TIMEOUT} s), waiting for: "
                                       "Unschedulable"), failed["error"]
     wait_until(lambda: k8s_job(batch, tenant["namespace"], stuck) is None, 120, "the stuck job's Job deleted")
+    # Whatever its pod may have unpacked on the tenant's volume is removed (a cleanup Job, kept by the TTL).
+    cleanup = wait_until(lambda: _job_named(batch, tenant["namespace"], m.cleanup_name(stuck)), 60,
+                         "a cleanup Job for the stuck job")
+    assert cleanup.metadata.labels[m.JOB_LABEL] == stuck
     done = api.wait_status(tenant, after, {"SUCCEEDED", "FAILED", "CANCELLED"}, timeout=300)
     assert done["status"] == "SUCCEEDED", "the quota the stuck job held was not given back"

@@ -1,4 +1,5 @@
-"""The OpenAPI schema says who may call each operation (security schemes), matching the dependencies."""
+"""The OpenAPI schema says who may call each operation (security schemes), matching the dependencies, and
+what a deleted job's data answers."""
 from __future__ import annotations
 
 import pytest
@@ -34,3 +35,9 @@ def test_each_operation_names_who_may_call_it(schema, method, path, expected):
 @pytest.mark.parametrize("path", ["/health", "/ready"])
 def test_public_operations_need_no_credentials(schema, path):
     assert "security" not in schema["paths"][path]["get"]
+
+
+@pytest.mark.parametrize("path", ["/jobs/{job_id}/logs", "/jobs/{job_id}/logs/stream", "/jobs/{job_id}/results/{path}"])
+def test_what_deleted_data_answers_is_documented(schema, path):
+    """After DELETE /jobs/{id}/data or the retention, these answer 410; a client reading the schema knows it."""
+    assert "deleted" in schema["paths"][path]["get"]["responses"]["410"]["description"]
