@@ -69,3 +69,25 @@ def test_gone_relists_and_completion_is_published_once():
     assert [(e.job_id, e.status) for e in published] == [("j1", JobStatus.SUCCEEDED)]
     w._on_job("MODIFIED", job("15", "Complete"))  # a duplicate (resync) is not published again
     assert len(published) == 1
+
+
+def test_a_refused_finalizer_release_does_not_stop_the_stream():
+    """A Job being deleted in a namespace where RBAC refuses the watcher its patch (another deployment's, a
+    namespace without the tenant roles) is logged; the next Job's end is still published."""
+    from core.executors.kubernetes.watcher import FINALIZER
+
+    published = []
+    w = Watcher(client.ApiClient(), published.append, resync_seconds=60)
+    w._fetch_pods = lambda namespace, job_id: []
+
+    def refuse(*args, **kw):
+        raise client.ApiException(status=403, reason="Forbidden")
+
+    w.batch.patch_namespaced_job = refuse
+    deleting = job("20", "Complete")
+    deleting["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z", finalizers=[FINALIZER])
+    w._on_job("MODIFIED", deleting)
+    other = job("21", "Complete")
+    other["metadata"].update(name="sumo-j2", labels={**LABELS, "sumo-k8/job-id": "j2"})
+    w._on_job("MODIFIED", other)
+    assert [(e.job_id, e.status) for e in published] == [("j1", JobStatus.SUCCEEDED), ("j2", JobStatus.SUCCEEDED)]

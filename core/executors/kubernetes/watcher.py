@@ -213,7 +213,10 @@ class Watcher:
             self.batch.patch_namespaced_job(meta["name"], meta["namespace"], body,
                                             _content_type="application/merge-patch+json")
         except ApiException as exc:
-            if exc.status not in (404, 409):  # gone, or changed meanwhile: its next event retries
+            if exc.status == 403:  # not this watcher's to release (RBAC): its stream must go on regardless
+                log.error("watcher: may not release the finalizer of Job %s/%s (%s %s); its deletion waits",
+                          meta["namespace"], meta["name"], exc.status, exc.reason)
+            elif exc.status not in (404, 409):  # gone, or changed meanwhile: its next event retries
                 raise
 
     def _on_pod(self, kind: str, pod: dict) -> None:
