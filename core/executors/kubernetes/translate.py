@@ -125,6 +125,11 @@ def termination_message(pod: dict | None) -> str | None:
     return message or None
 
 
+def _who(container: str | None) -> str:
+    """A container of the simulation pod, as its job's error names it."""
+    return "sumo" if container == MAIN_CONTAINER else "unpacking the input"
+
+
 def _oom_killed(job: dict, pod: dict | None) -> str | None:
     """What a container ended by the OOM killer (its memory limit reached) is told: the limit, and the job's
     memory_gi it comes from; None for any other end."""
@@ -135,7 +140,7 @@ def _oom_killed(job: dict, pod: dict | None) -> str | None:
     containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
     limit = next((((c.get("resources") or {}).get("limits") or {}).get("memory")
                   for c in containers if c.get("name") == name), None)
-    who = "sumo" if name == MAIN_CONTAINER else "unpacking the input"
+    who = _who(name)
     if not limit:
         return f"OOMKilled: {who} used more memory than its container may"
     gi = parse_quantity(limit) / 2**30
@@ -180,7 +185,7 @@ def translate_job(job: dict, pods: list[dict], deleted: bool = False) -> StatusE
             code, container = exit_code(pod)
             reason = _reason(cond.get("reason"), cond.get("message"))
             if code is not None:
-                reason += f" ({'sumo' if container == MAIN_CONTAINER else 'unpacking the input'} exited with code {code})"
+                reason += f" ({_who(container)} exited with code {code})"
             told, tail = termination_message(pod), None
             if told and container == MAIN_CONTAINER and code != CAP_EXIT_CODE:
                 told, tail = None, told  # a failed run's message is its console's last lines
